@@ -1,0 +1,596 @@
+package shard
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// OpenJournal opens the journal of shard i, passing every stored record to
+// replay in log order before it returns.
+type OpenJournal func(shard int, replay func(loc uint64, rec []byte) error) (Journal, error)
+
+// Engine routes requests to shard actors and is the API the HTTP layer calls.
+// All methods are safe for concurrent use.
+type Engine struct {
+	cfg      Config
+	actors   []*actor
+	journals []Journal
+	m        *metrics
+
+	ready    atomic.Bool
+	replayed chan struct{}
+	replay   error // set before replayed is closed
+
+	closing  atomic.Bool
+	inflight atomic.Int64
+	closed   sync.Once
+
+	// txSlots bounds cross-shard atomic batches in flight, which is what
+	// guarantees that a resolve never finds a shard's ctrl queue full.
+	txSlots chan struct{}
+}
+
+// Result is the outcome of one write op.
+type Result struct {
+	// Err is set when the op was refused (in a non-atomic batch).
+	Err *Error
+	// Replayed is true when the op's idempotency key was already applied:
+	// Entries and Stock are then the original ones.
+	Replayed bool
+	// Entries are the entries the op appended; Entries[0] is the one it asked
+	// for (a partial COMMIT also appends the RELEASE of the rest).
+	Entries []Entry
+	// Stock is the product's stock right after Entries.
+	Stock Stock
+}
+
+// Page is one page of a product's ledger.
+type Page struct {
+	Entries []Entry
+	// Next is the version to pass as after for the next page; 0 when this
+	// page reaches the product's last entry.
+	Next int64
+}
+
+// Open starts an engine and replays every shard's journal in parallel in the
+// background. Until Ready, requests are answered unavailable; Wait returns
+// the replay's outcome.
+func Open(cfg Config, open OpenJournal) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:      cfg,
+		actors:   make([]*actor, cfg.Shards),
+		journals: make([]Journal, cfg.Shards),
+		replayed: make(chan struct{}),
+		txSlots:  make(chan struct{}, cfg.TxInflightMax),
+	}
+	e.m = newMetrics(cfg.Registerer, cfg.Shards, func(i int) int {
+		if a := e.actors[i]; a != nil && e.ready.Load() {
+			return len(a.inbox)
+		}
+		return 0
+	})
+	go e.start(open)
+	return e, nil
+}
+
+func (e *Engine) start(open OpenJournal) {
+	t := time.Now()
+	errs := make([]error, e.cfg.Shards)
+	counts := make([]uint64, e.cfg.Shards)
+	var wg sync.WaitGroup
+	for i := range e.cfg.Shards {
+		wg.Go(func() {
+			st := NewState(i, int64(e.cfg.Retention))
+			j, err := replayShard(i, st, open)
+			if err != nil {
+				errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
+				return
+			}
+			counts[i] = st.Entries()
+			e.journals[i] = j
+			e.actors[i] = newActor(i, &e.cfg, st, j, e.m.shards[i])
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, j := range e.journals {
+			if j != nil {
+				j.Close()
+			}
+		}
+		e.replay = err
+		e.cfg.Logger.Error("replay failed", "err", err)
+		close(e.replayed)
+		return
+	}
+	var total uint64
+	for _, n := range counts {
+		total += n
+	}
+	d := time.Since(t)
+	e.m.replay.Set(d.Seconds())
+	e.m.replayed.Add(float64(total))
+	for _, a := range e.actors {
+		go a.run()
+	}
+	e.cfg.Logger.Info("replay done", "shards", e.cfg.Shards, "entries", total,
+		"duration", d.Round(time.Millisecond).String(), "entries_per_second", int64(float64(total)/max(d.Seconds(), 1e-9)))
+	e.ready.Store(true)
+	close(e.replayed)
+}
+
+// replayShard opens shard i's journal, applying every stored entry to st.
+func replayShard(i int, st *State, open OpenJournal) (Journal, error) {
+	d := newDecoder()
+	var e Entry
+	return open(i, func(loc uint64, rec []byte) error {
+		if err := d.decode(rec, &e, true); err != nil {
+			return fmt.Errorf("record at %#x: %w", loc, err)
+		}
+		st.cloneIDs(&e)
+		if err := st.apply(&e, loc); err != nil {
+			return fmt.Errorf("record at %#x: %w", loc, err)
+		}
+		return nil
+	})
+}
+
+// Ready reports whether every shard has replayed and takes requests.
+func (e *Engine) Ready() bool { return e.ready.Load() }
+
+// Wait blocks until the replay ends and returns its error.
+func (e *Engine) Wait(ctx context.Context) error {
+	select {
+	case <-e.replayed:
+		return e.replay
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Shards returns the number of shards.
+func (e *Engine) Shards() int { return e.cfg.Shards }
+
+// Route returns the shard that owns productID: FNV-1a, stable across
+// processes and versions, so a data directory keeps its layout.
+func Route(productID string, shards int) int {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(productID); i++ {
+		h ^= uint64(productID[i])
+		h *= 1099511628211
+	}
+	return int(h % uint64(shards))
+}
+
+// enter admits a call, or returns why not; leave must follow a nil return.
+func (e *Engine) enter() *Error {
+	e.inflight.Add(1)
+	if e.closing.Load() {
+		e.inflight.Add(-1)
+		return errClosed
+	}
+	if !e.ready.Load() {
+		e.inflight.Add(-1)
+		return errReplaying
+	}
+	return nil
+}
+
+func (e *Engine) leave() { e.inflight.Add(-1) }
+
+// send queues r on shard i and waits for its answer.
+func (e *Engine) send(ctx context.Context, i int, r *request) *Error {
+	if !e.actors[i].submit(r) {
+		e.m.shards[i].rejected(CodeOverloaded)
+		return errOverloaded
+	}
+	return wait(ctx, r)
+}
+
+func wait(ctx context.Context, r *request) *Error {
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return errorf(CodeUnavailable, "gave up waiting for the shard: %v; the request may still apply", ctx.Err())
+	}
+}
+
+// Write applies one op.
+func (e *Engine) Write(ctx context.Context, op Op) (Result, *Error) {
+	if err := op.Validate(); err != nil {
+		return Result{}, err
+	}
+	if err := e.enter(); err != nil {
+		return Result{}, err
+	}
+	defer e.leave()
+	i := Route(op.ProductID, e.cfg.Shards)
+	r := newRequest(reqWrite)
+	r.ops = []Op{op}
+	r.index = []int{0}
+	if err := e.send(ctx, i, r); err != nil {
+		return Result{}, err
+	}
+	res := e.result(i, &r.results[0])
+	return res, res.Err
+}
+
+// Batch applies ops in order. Without atomic, each op stands alone and its
+// Result carries its refusal. With atomic, all apply or none: the error is
+// then the first failing op's, with OpIndex set.
+func (e *Engine) Batch(ctx context.Context, ops []Op, atomic bool) ([]Result, *Error) {
+	if len(ops) == 0 {
+		return nil, invalid("a batch needs at least one op")
+	}
+	if len(ops) > BatchRequestOpsMax {
+		return nil, invalid("a batch has at most %d ops", BatchRequestOpsMax)
+	}
+	results := make([]Result, len(ops))
+	valid := len(ops) // atomic: ops[valid] is the first invalid op
+	for i := range ops {
+		if err := ops[i].Validate(); err != nil {
+			results[i].Err = err.withIndex(i)
+			if atomic {
+				valid = i
+				break
+			}
+		}
+	}
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.leave()
+	if atomic {
+		var err *Error
+		if valid < len(ops) {
+			// The batch fails either way; an op before the invalid one may
+			// fail first.
+			err = cmp.Or(e.evaluate(ctx, ops[:valid], results), results[valid].Err)
+		} else {
+			err = e.atomicBatch(ctx, ops, results)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return results, nil
+	}
+	e.looseBatch(ctx, ops, results)
+	return results, nil
+}
+
+// split groups the ops that are still to run by shard, in batch order.
+func (e *Engine) split(ops []Op, results []Result) map[int]*request {
+	parts := make(map[int]*request)
+	for i := range ops {
+		if results[i].Err != nil {
+			continue
+		}
+		s := Route(ops[i].ProductID, e.cfg.Shards)
+		r := parts[s]
+		if r == nil {
+			r = newRequest(reqWrite)
+			parts[s] = r
+		}
+		r.ops = append(r.ops, ops[i])
+		r.index = append(r.index, i)
+	}
+	return parts
+}
+
+// looseBatch runs each shard's part of a non-atomic batch in parallel.
+func (e *Engine) looseBatch(ctx context.Context, ops []Op, results []Result) {
+	parts := e.split(ops, results)
+	for s, r := range parts {
+		if !e.actors[s].submit(r) {
+			e.m.shards[s].rejected(CodeOverloaded)
+			r.err = errOverloaded
+			close(r.done)
+		}
+	}
+	for s, r := range parts {
+		err := wait(ctx, r)
+		for j, i := range r.index {
+			if err != nil {
+				results[i].Err = err.withIndex(i)
+				continue
+			}
+			results[i] = e.result(s, &r.results[j])
+			if results[i].Err != nil {
+				results[i].Err = results[i].Err.withIndex(i)
+			}
+		}
+	}
+}
+
+// atomicBatch runs an all-or-nothing batch. On one shard, the actor does it
+// in one step. Across shards it is a two-phase protocol with the coordinator
+// here:
+//
+//  1. Prepare each shard in ascending shard order, one after the other: the
+//     shard dry-runs its ops and, if all pass, parks their products (any
+//     request that touches a parked product waits in that shard). Acquiring
+//     shards in one global order is what rules out deadlock.
+//  2. If every shard prepared, tell each to commit: it applies its ops for
+//     real and answers after its fsync. Otherwise abort the prepared shards
+//     and run the rest as evaluations only, to report the first failing op.
+//
+// A crash between the shards' commits can leave the batch durable on some
+// shards only; a retry with the same idempotency keys completes it (the
+// applied ops replay), and otherwise the holds it made expire by TTL.
+func (e *Engine) atomicBatch(ctx context.Context, ops []Op, results []Result) *Error {
+	if len(ops) == 0 {
+		return nil
+	}
+	parts := e.split(ops, results)
+	if len(parts) == 1 {
+		for s, r := range parts {
+			r.atomic = true
+			if err := e.send(ctx, s, r); err != nil {
+				return err
+			}
+			e.fill(s, r, results)
+		}
+		return nil
+	}
+	select {
+	case e.txSlots <- struct{}{}:
+		defer func() { <-e.txSlots }()
+	default:
+		return errOverloaded
+	}
+	shards := make([]int, 0, len(parts))
+	for s := range parts {
+		shards = append(shards, s)
+	}
+	slices.Sort(shards)
+
+	// From here the protocol runs to its end whatever ctx does: parked
+	// products must always be resolved.
+	bg := context.WithoutCancel(ctx)
+	var first *Error
+	var prepared []int
+	for _, s := range shards {
+		r := parts[s]
+		r.kind = reqPrepare
+		r.evalOnly = first != nil
+		err := e.send(bg, s, r)
+		switch {
+		case err == nil && !r.evalOnly:
+			prepared = append(prepared, s)
+		case err != nil:
+			if first == nil {
+				for _, p := range prepared {
+					e.resolve(p, parts[p], false)
+				}
+				prepared = nil
+			}
+			if err.OpIndex < 0 {
+				err = err.withIndex(r.index[0])
+			}
+			if first == nil || err.OpIndex < first.OpIndex {
+				first = err
+			}
+		}
+	}
+	if first != nil {
+		return first
+	}
+	for _, s := range shards {
+		e.resolve(s, parts[s], true)
+	}
+	var failed *Error
+	for _, s := range shards {
+		r := parts[s]
+		if err := wait(bg, r); err != nil {
+			failed = cmp.Or(failed, err)
+			continue
+		}
+		e.fill(s, r, results)
+	}
+	return failed
+}
+
+// evaluate dry-runs an atomic batch that will not apply, on every shard in
+// parallel, and returns its first failing op, if any.
+func (e *Engine) evaluate(ctx context.Context, ops []Op, results []Result) *Error {
+	parts := e.split(ops, results)
+	for s, r := range parts {
+		r.kind, r.evalOnly = reqPrepare, true
+		if !e.actors[s].submit(r) {
+			r.err = errOverloaded.withIndex(r.index[0])
+			close(r.done)
+		}
+	}
+	var first *Error
+	for _, r := range parts {
+		if err := wait(ctx, r); err != nil && (first == nil || err.OpIndex < first.OpIndex) {
+			first = err
+		}
+	}
+	return first
+}
+
+// resolve sends phase 2 to shard s for its prepared part r, reusing r.
+func (e *Engine) resolve(s int, r *request, commit bool) {
+	r.kind = reqResolve
+	r.commit = commit
+	r.err = nil
+	select {
+	case e.actors[s].ctrl <- r:
+	default:
+		panic("shard: ctrl queue full despite txSlots")
+	}
+	if !commit {
+		<-r.done
+	}
+}
+
+// fill copies a shard's op results into the batch results.
+func (e *Engine) fill(s int, r *request, results []Result) {
+	for j, i := range r.index {
+		results[i] = e.result(s, &r.results[j])
+	}
+}
+
+// result turns an actor's opResult into a Result, reading the original
+// entries of a replay from shard s's journal.
+func (e *Engine) result(s int, o *opResult) Result {
+	if o.err != nil {
+		return Result{Err: o.err}
+	}
+	if o.replayOf == 0 {
+		return Result{Entries: o.entries, Stock: o.stock}
+	}
+	res := Result{Replayed: true}
+	for k := 0; k < o.replayN; k++ {
+		en, err := e.read(s, o.replayLocs[k])
+		if err != nil {
+			return Result{Err: err}
+		}
+		if k > 0 && en.Origin != OriginContinuation {
+			break
+		}
+		res.Entries = append(res.Entries, en)
+	}
+	res.Stock = stockAfter(&res.Entries[len(res.Entries)-1])
+	return res
+}
+
+// read returns the entry at loc of shard s's journal.
+func (e *Engine) read(s int, loc uint64) (Entry, *Error) {
+	rec, err := e.journals[s].Read(loc)
+	if err == nil {
+		var en Entry
+		if err = newDecoder().decode(rec, &en, false); err == nil {
+			return en, nil
+		}
+	}
+	e.cfg.Logger.Error("read ledger entry", "shard", s, "loc", loc, "err", err)
+	return Entry{}, errorf(CodeUnavailable, "ledger entry could not be read")
+}
+
+// Stock returns a product's stock.
+func (e *Engine) Stock(ctx context.Context, productID string) (Stock, *Error) {
+	r, _, err := e.query(ctx, reqStock, productID, "")
+	if err != nil {
+		return Stock{}, err
+	}
+	return r.stock, nil
+}
+
+// History returns the entries of a product with version > after, at most
+// limit of them, in version order.
+func (e *Engine) History(ctx context.Context, productID string, after int64, limit int) (Page, *Error) {
+	if after < 0 {
+		return Page{}, invalid("after must be a non-negative integer")
+	}
+	if limit < 1 || limit > HistoryLimitMax {
+		return Page{}, invalid("limit must be an integer from 1 to %d", HistoryLimitMax)
+	}
+	r := newRequest(reqHistory)
+	r.after, r.limit = after, limit
+	s, err := e.ask(ctx, r, productID, "")
+	if err != nil {
+		return Page{}, err
+	}
+	p := Page{Entries: make([]Entry, 0, len(r.locs)), Next: r.next}
+	for _, loc := range r.locs {
+		en, err := e.read(s, loc)
+		if err != nil {
+			return Page{}, err
+		}
+		p.Entries = append(p.Entries, en)
+	}
+	return p, nil
+}
+
+// HistoryLimitMax is the largest page of history.
+const HistoryLimitMax = 1000
+
+// Reservation returns the state of one hold.
+func (e *Engine) Reservation(ctx context.Context, productID, reservationID string) (Reservation, *Error) {
+	if err := checkID("reservation_id", reservationID); err != nil {
+		return Reservation{}, err
+	}
+	r, s, err := e.query(ctx, reqReservation, productID, reservationID)
+	if err != nil {
+		return Reservation{}, err
+	}
+	res, rerr := e.read(s, r.locs[0])
+	if rerr != nil {
+		return Reservation{}, rerr
+	}
+	out := Reservation{
+		ProductID:     productID,
+		ReservationID: reservationID,
+		Quantity:      res.Quantity,
+		State:         r.resv.state(),
+		ExpiresAt:     res.ExpiresAt,
+		CreatedAt:     res.CreatedAt,
+	}
+	if len(r.locs) > 1 {
+		settled, rerr := e.read(s, r.locs[1])
+		if rerr != nil {
+			return Reservation{}, rerr
+		}
+		out.SettledAt = settled.CreatedAt
+	}
+	return out, nil
+}
+
+func (e *Engine) query(ctx context.Context, kind reqKind, productID, reservationID string) (*request, int, *Error) {
+	r := newRequest(kind)
+	s, err := e.ask(ctx, r, productID, reservationID)
+	return r, s, err
+}
+
+// ask sends read request r about productID to its shard.
+func (e *Engine) ask(ctx context.Context, r *request, productID, reservationID string) (int, *Error) {
+	if err := checkID("product_id", productID); err != nil {
+		return 0, err
+	}
+	if err := e.enter(); err != nil {
+		return 0, err
+	}
+	defer e.leave()
+	r.productID, r.reservationID = productID, reservationID
+	s := Route(productID, e.cfg.Shards)
+	return s, e.send(ctx, s, r)
+}
+
+// Close stops taking requests, waits up to ctx for those in flight, then
+// stops the actors, which sync and close their journals.
+func (e *Engine) Close(ctx context.Context) error {
+	var err error
+	e.closed.Do(func() {
+		e.closing.Store(true)
+		for e.inflight.Load() > 0 {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("close: %d requests still in flight: %w", e.inflight.Load(), ctx.Err())
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		<-e.replayed
+		if !e.ready.Load() {
+			return
+		}
+		for _, a := range e.actors {
+			close(a.quit)
+		}
+		for _, a := range e.actors {
+			<-a.done
+		}
+	})
+	return err
+}

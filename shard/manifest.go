@@ -1,0 +1,92 @@
+package shard
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// FormatVersion is the version of the data directory's layout and records.
+const FormatVersion = 1
+
+// ManifestName is the file in a data directory that records its layout.
+const ManifestName = "MANIFEST.json"
+
+type manifest struct {
+	Format int `json:"format"`
+	Shards int `json:"shards"`
+}
+
+// PrepareDir creates dir with a manifest for shards shards, or checks that
+// an existing one matches: products are routed by hash modulo the shard
+// count, so a directory can only be opened with the count it was made with.
+func PrepareDir(dir string, shards int) error {
+	path := filepath.Join(dir, ManifestName)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		var m manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		if m.Format != FormatVersion {
+			return fmt.Errorf("%s: data format %d, this build reads format %d", path, m.Format, FormatVersion)
+		}
+		if m.Shards != shards {
+			return fmt.Errorf("%s: the data directory was created with %d shards, not %d: start with --shards %d (changing the count needs an offline re-shard)", dir, m.Shards, shards, m.Shards)
+		}
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("read manifest: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read data dir: %w", err)
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("data dir %s is not empty but has no %s: refusing to guess its layout", dir, ManifestName)
+	}
+	b, _ = json.Marshal(manifest{Format: FormatVersion, Shards: shards})
+	return writeFileSync(dir, ManifestName, append(b, '\n'))
+}
+
+// ShardDir returns the journal directory of shard i inside dir.
+func ShardDir(dir string, i int) string {
+	return filepath.Join(dir, fmt.Sprintf("shard-%04d", i))
+}
+
+// writeFileSync writes name in dir atomically and durably: a temporary file,
+// fsync, rename, fsync of the directory.
+func writeFileSync(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, name+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,245 @@
+package shard
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+)
+
+// randomOp returns an op over a small world (3 products, 6 reservation ids,
+// quantities 1-5, reused keys) so that every rule and refusal comes up.
+func randomOp(r *rand.Rand, m *machine) Op {
+	p := fmt.Sprintf("p%d", r.IntN(3))
+	rid := fmt.Sprintf("r%d", r.IntN(6))
+	q := int64(1 + r.IntN(5))
+	var op Op
+	switch n := r.IntN(10); {
+	case n < 2:
+		op = add(p, q)
+	case n < 3:
+		op = remove(p, q)
+		if r.IntN(2) == 0 {
+			op.Type = TypeReturn
+		}
+	case n < 6:
+		op = reserve(p, rid, q)
+		op.TTLSeconds = int64(1 + r.IntN(20))
+	case n < 8:
+		op = commit(p, rid, int64(r.IntN(4)))
+	default:
+		op = release(p, rid)
+	}
+	if r.IntN(8) == 0 {
+		op.IdempotencyKey = fmt.Sprintf("reused-%d", r.IntN(4)) // replays and 422s
+	}
+	if r.IntN(6) == 0 {
+		op.ExpectedVersion = int64(r.IntN(6))
+	}
+	if r.IntN(4) == 0 {
+		op.Reason = "why"
+	}
+	return op
+}
+
+// runRandom applies n random ops with time passing and holds expiring.
+func runRandom(t *testing.T, seed uint64, n int) *machine {
+	r := rand.New(rand.NewPCG(seed, 1))
+	m := newMachine(t)
+	for i := 0; i < n; i++ {
+		m.now += int64(r.IntN(3)) * 1e9
+		m.expire()
+		_, out, err := m.do(randomOp(r, m))
+		switch {
+		case err != nil:
+			m.seen[string(err.Code)]++
+		case out.replayOf != 0:
+			m.seen["replay"]++
+		}
+		checkInvariants(t, m.s, m.log)
+		if t.Failed() {
+			t.Fatalf("seed %d step %d", seed, i)
+		}
+	}
+	return m
+}
+
+// checkInvariants checks DESIGN.md's invariants 1, 2, 5 and 6 of state s
+// against its full ledger log.
+func checkInvariants(t *testing.T, s *State, log []Entry) {
+	t.Helper()
+	type sums struct{ onHand, reserved, avail, version int64 }
+	got := map[string]*sums{}
+	keys := map[[2]string]int{}
+	settled := map[[2]string]int{}
+	held := map[string]int64{}
+	for i := range log {
+		e := &log[i]
+		p := got[e.ProductID]
+		if p == nil {
+			p = &sums{}
+			got[e.ProductID] = p
+		}
+		var dOn, dRes int64
+		switch e.Type {
+		case TypeAdd, TypeReturn:
+			dOn = e.Quantity
+		case TypeRemove:
+			dOn = -e.Quantity
+		case TypeReserve:
+			dRes = e.Quantity
+		case TypeCommit:
+			dOn, dRes = -e.Quantity, -e.Quantity
+		case TypeRelease:
+			dRes = -e.Quantity
+		}
+		p.onHand += dOn
+		p.reserved += dRes
+		p.avail += e.Delta
+		p.version++
+		if e.OnHand != p.onHand || e.Reserved != p.reserved || e.Available() != p.avail {
+			t.Errorf("entry %d (%s v%d): balances %d/%d/%d, sums %d/%d/%d", i, e.ProductID, e.Version,
+				e.OnHand, e.Reserved, e.Available(), p.onHand, p.reserved, p.avail)
+		}
+		if e.Available() < 0 || e.Reserved < 0 {
+			t.Errorf("entry %d: negative balance", i)
+		}
+		if e.Version != p.version {
+			t.Errorf("entry %d: version %d, want %d (invariant 2)", i, e.Version, p.version)
+		}
+		if e.IdempotencyKey != "" {
+			k := [2]string{e.ProductID, e.IdempotencyKey}
+			if keys[k]++; keys[k] > 1 {
+				t.Errorf("key %q applied twice on %s (invariant 5)", e.IdempotencyKey, e.ProductID)
+			}
+		}
+		rk := [2]string{e.ProductID, e.ReservationID}
+		switch {
+		case e.Type == TypeReserve:
+			held[e.ProductID] += e.Quantity
+		case e.Type == TypeCommit || (e.Type == TypeRelease && e.Origin != OriginContinuation):
+			if settled[rk]++; settled[rk] > 1 {
+				t.Errorf("reservation %v settled twice (invariant 6)", rk)
+			}
+		}
+	}
+	for id, sum := range got {
+		st, ok := s.Stock(id)
+		if !ok || st.OnHand != sum.onHand || st.Reserved != sum.reserved || st.Version != sum.version {
+			t.Errorf("product %s: state %+v, sums over entries %+v (invariant 1)", id, st, *sum)
+		}
+	}
+	if len(got) != s.Products() {
+		t.Errorf("state has %d products, the log %d", s.Products(), len(got))
+	}
+	// Reserved equals what the active holds hold.
+	active := map[string]int64{}
+	for _, slot := range s.heap {
+		h := s.holds[slot]
+		active[h.productID] += h.qty
+	}
+	for id := range got {
+		if st, _ := s.Stock(id); st.Reserved != active[id] {
+			t.Errorf("product %s: reserved %d, active holds %d", id, st.Reserved, active[id])
+		}
+	}
+}
+
+// replayLog rebuilds a state from the encoded entries, as start-up does.
+func replayLog(t *testing.T, live *State, log []Entry) *State {
+	t.Helper()
+	s := newState(live.shard, live.retention, live.seeds)
+	d := newDecoder()
+	enc := newEncoder()
+	var e Entry
+	for i := range log {
+		rec := append([]byte(nil), enc.encode(&log[i])...)
+		if err := d.decode(rec, &e, true); err != nil {
+			t.Fatalf("decode entry %d: %v", i, err)
+		}
+		s.cloneIDs(&e)
+		if err := s.apply(&e, uint64(i+1)); err != nil {
+			t.Fatalf("replay entry %d: %v", i, err)
+		}
+		clear(rec) // the state must keep nothing that points into a record
+	}
+	return s
+}
+
+// sameState reports how two states differ, or "".
+func sameState(a, b *State) string {
+	if len(a.products) != len(b.products) {
+		return fmt.Sprintf("%d products vs %d", len(a.products), len(b.products))
+	}
+	for id, p := range a.products {
+		q := b.products[id]
+		if q == nil || p.onHand != q.onHand || p.reserved != q.reserved || p.version != q.version || p.updatedAt != q.updatedAt {
+			return fmt.Sprintf("product %s: %+v vs %+v", id, p, q)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		a, b any
+	}{
+		{"reservations", a.resv, b.resv}, {"holds", a.holds, b.holds}, {"free slots", a.free, b.free},
+		{"expiry heap", a.heap, b.heap}, {"idempotency keys", a.idem, b.idem},
+		{"key ages", a.ages.items[a.ages.head:], b.ages.items[b.ages.head:]},
+		{"counters", [2]any{a.entries, a.lastAt}, [2]any{b.entries, b.lastAt}},
+	} {
+		if !reflect.DeepEqual(f.a, f.b) {
+			return f.name + " differ"
+		}
+	}
+	return ""
+}
+
+func TestReplayEquivalence(t *testing.T) {
+	seen := map[string]int{}
+	for seed := uint64(1); seed <= 60; seed++ {
+		m := runRandom(t, seed, 400)
+		for k, n := range m.seen {
+			seen[k] += n
+		}
+		for _, e := range m.log {
+			seen[fmt.Sprintf("%s/%d", e.Type, e.Origin)]++
+		}
+		replayed := replayLog(t, m.s, m.log)
+		if diff := sameState(m.s, replayed); diff != "" {
+			t.Fatalf("seed %d: live and replayed state differ: %s", seed, diff)
+		}
+		checkInvariants(t, replayed, m.log)
+	}
+	// The random world must reach every rule, or the test proves little.
+	for _, k := range []string{"ADD/0", "REMOVE/0", "RETURN/0", "RESERVE/0", "COMMIT/0", "RELEASE/0",
+		"RELEASE/1", "RELEASE/2", "replay", "insufficient_stock", "reservation_exists",
+		"reservation_not_active", "commit_exceeds_hold", "version_conflict", "idempotency_key_reused"} {
+		if seen[k] == 0 {
+			t.Errorf("random ops never produced %s", k)
+		}
+	}
+}
+
+func TestReplayRejectsBrokenLogs(t *testing.T) {
+	m := runRandom(t, 7, 200)
+	cases := map[string]func(log []Entry) []Entry{
+		"version gap":   func(l []Entry) []Entry { return append(l[:3:3], l[4:]...) },
+		"bad balance":   func(l []Entry) []Entry { l[5].OnHand++; return l },
+		"bad delta":     func(l []Entry) []Entry { l[5].Delta = -l[5].Delta - 1; return l },
+		"duplicate key": func(l []Entry) []Entry { return append(l[:10:10], l[9:]...) },
+	}
+	for name, breakLog := range cases {
+		t.Run(name, func(t *testing.T) {
+			log := breakLog(append([]Entry(nil), m.log...))
+			s := newState(0, m.s.retention, m.s.seeds)
+			var err error
+			for i := range log {
+				if err = s.apply(&log[i], 0); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				t.Errorf("apply accepted a broken log")
+			}
+		})
+	}
+}

@@ -1,0 +1,516 @@
+package shard
+
+import (
+	"fmt"
+	"hash/maphash"
+	"strings"
+)
+
+// State is the in-memory state of one shard: the balances of its products,
+// its reservations and its idempotency keys. It is derived entirely from the
+// shard's ledger entries: apply is the only method that changes it, and live
+// processing and WAL replay both go through apply.
+//
+// State does no I/O and reads no clock: callers pass time in. It is owned by
+// one goroutine (the shard actor, or the replay before the actor starts).
+type State struct {
+	shard     int
+	retention int64 // idempotency retention window, ns
+	seeds     [2]maphash.Seed
+
+	products map[string]*product
+	// resv indexes every reservation ever made in the shard, by
+	// (product, reservation id): reservation ids are never reused.
+	resv  map[hkey]resvRecord
+	holds []hold  // slab of active holds, indexed by resvRecord.settle
+	free  []int32 // free slab slots
+	heap  expiryHeap
+	idem  map[hkey]idemRecord
+	ages  idemAges
+
+	entries uint64 // entries applied: the counter in entry ids
+	lastAt  int64  // largest created_at applied
+	cont    continuation
+}
+
+// product holds the balances of one product. Its id is the key of
+// State.products (and is kept by its holds), so it is not stored again.
+type product struct {
+	onHand    int64
+	reserved  int64
+	version   int64
+	updatedAt int64
+	// locs[v-1] is the journal locator of the entry with version v: the
+	// per-product index that lets history and idempotent replays read entries
+	// without scanning the log. 8 bytes per entry.
+	locs []uint64
+}
+
+func (p *product) stock(id string) Stock {
+	return Stock{ProductID: id, OnHand: p.onHand, Reserved: p.reserved, Version: p.version, UpdatedAt: p.updatedAt}
+}
+
+// hkey is a 128-bit hash of a (product id, other id) pair from two
+// independently seeded hashes: with random per-process seeds a collision is
+// out of reach of any client, and the maps hold no pointers for the GC to scan.
+type hkey [2]uint64
+
+// resvRecord is the index entry of one reservation (16 bytes).
+type resvRecord struct {
+	meta   uint64 // version of the RESERVE entry << 3 | ReservationState
+	settle int64  // active: slot in State.holds; settled: version of the settling entry
+}
+
+func (r resvRecord) state() ReservationState { return ReservationState(r.meta & 7) }
+func (r resvRecord) reserveVersion() int64   { return int64(r.meta >> 3) }
+
+// hold is an active reservation.
+type hold struct {
+	productID string
+	id        string
+	qty       int64
+	expiresAt int64
+	heapIdx   int32
+}
+
+// idemRecord remembers the request an idempotency key applied (16 bytes).
+type idemRecord struct {
+	fp      uint64
+	version int64 // version of the request's first entry
+}
+
+// continuation is what a partial COMMIT leaves for the RELEASE that must
+// follow it at once.
+type continuation struct {
+	pending bool
+	version int64
+	rest    int64
+}
+
+// NewState returns the empty state of shard number shard, remembering
+// idempotency keys for retention nanoseconds.
+func NewState(shard int, retention int64) *State {
+	return newState(shard, retention, [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()})
+}
+
+func newState(shard int, retention int64, seeds [2]maphash.Seed) *State {
+	return &State{
+		shard:     shard,
+		retention: retention,
+		seeds:     seeds,
+		products:  make(map[string]*product),
+		resv:      make(map[hkey]resvRecord),
+		idem:      make(map[hkey]idemRecord),
+	}
+}
+
+func (s *State) hash(a, b string) hkey {
+	var h maphash.Hash
+	var k hkey
+	for i := range k {
+		h.SetSeed(s.seeds[i])
+		h.WriteString(a)
+		h.WriteByte(0) // not in any id's charset: (a, b) is unambiguous
+		h.WriteString(b)
+		k[i] = h.Sum64()
+	}
+	return k
+}
+
+// Stock returns the balances of a product, and false if it has no entries.
+func (s *State) Stock(productID string) (Stock, bool) {
+	p := s.products[productID]
+	if p == nil {
+		return Stock{}, false
+	}
+	return p.stock(productID), true
+}
+
+// Products returns how many products have entries.
+func (s *State) Products() int { return len(s.products) }
+
+// ActiveHolds returns how many reservations are active.
+func (s *State) ActiveHolds() int { return len(s.heap) }
+
+// Entries returns how many entries have been applied.
+func (s *State) Entries() uint64 { return s.entries }
+
+// outcome is what decide found for one op that is not refused.
+type outcome struct {
+	// replayOf is the first version of the original entries when the op is
+	// an idempotent replay; 0 for a new request.
+	replayOf int64
+}
+
+// decide computes the entries that op appends at time now, appending them to
+// out, or the coded refusal. It does not change s. Checks run in API.md's
+// order: idempotency, expected version, reservation identity, stock. op must
+// have passed Validate.
+func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error) {
+	fp := op.fingerprint()
+	if r, ok := s.idem[s.hash(op.ProductID, op.IdempotencyKey)]; ok {
+		if r.fp != fp {
+			return out, outcome{}, errorf(CodeIdempotencyKeyReused,
+				"idempotency key %q was used for a different request on this product", op.IdempotencyKey)
+		}
+		return out, outcome{replayOf: r.version}, nil
+	}
+
+	var onHand, reserved, version int64
+	if p := s.products[op.ProductID]; p != nil {
+		onHand, reserved, version = p.onHand, p.reserved, p.version
+	}
+	if op.ExpectedVersion != NoVersion && op.ExpectedVersion != version {
+		e := errorf(CodeVersionConflict, "expected version %d, product is at version %d", op.ExpectedVersion, version)
+		e.CurrentVersion = version
+		return out, outcome{}, e
+	}
+
+	var h *hold
+	switch op.Type {
+	case TypeReserve:
+		if _, ok := s.resv[s.hash(op.ProductID, op.ReservationID)]; ok {
+			return out, outcome{}, errorf(CodeReservationExists,
+				"reservation %q already exists on this product", op.ReservationID)
+		}
+	case TypeCommit, TypeRelease:
+		r, ok := s.resv[s.hash(op.ProductID, op.ReservationID)]
+		st := r.state()
+		if !ok {
+			st = StateUnknown
+		}
+		if st != StateActive {
+			e := errorf(CodeReservationNotActive, "reservation %q is %s", op.ReservationID, st)
+			e.State = st
+			return out, outcome{}, e
+		}
+		h = &s.holds[r.settle]
+	}
+
+	available := onHand - reserved
+	q := op.Quantity
+	switch op.Type {
+	case TypeAdd, TypeReturn:
+		if onHand+q > StockMax {
+			return out, outcome{}, errorf(CodeLimitExceeded,
+				"on_hand would be %d, above the limit of %d", onHand+q, int64(StockMax))
+		}
+	case TypeRemove, TypeReserve:
+		if available < q {
+			e := errorf(CodeInsufficientStock, "requested %d, available %d", q, available)
+			e.Available = available
+			return out, outcome{}, e
+		}
+	case TypeCommit:
+		if q == 0 {
+			q = h.qty
+		}
+		if q > h.qty {
+			e := errorf(CodeCommitExceedsHold, "commit of %d exceeds the %d held", q, h.qty)
+			e.Held = h.qty
+			return out, outcome{}, e
+		}
+	case TypeRelease:
+		q = h.qty
+	}
+
+	e := Entry{
+		ProductID:      op.ProductID,
+		Type:           op.Type,
+		Quantity:       q,
+		OnHand:         onHand,
+		Reserved:       reserved,
+		Version:        version + 1,
+		ReservationID:  op.ReservationID,
+		Reason:         op.Reason,
+		CreatedBy:      op.Actor,
+		CreatedAt:      now,
+		IdempotencyKey: op.IdempotencyKey,
+		Fingerprint:    fp,
+	}
+	e.Delta, e.OnHand, e.Reserved = effect(op.Type, q, onHand, reserved)
+	if op.Type == TypeReserve {
+		e.ExpiresAt = now + op.TTLSeconds*1e9
+	}
+	e.ID = makeID(now, s.shard, s.entries)
+	out = append(out, e)
+	if op.Type == TypeCommit && q < h.qty {
+		rest := Entry{
+			ProductID:     op.ProductID,
+			Type:          TypeRelease,
+			Quantity:      h.qty - q,
+			Version:       version + 2,
+			ReservationID: op.ReservationID,
+			Reason:        op.Reason,
+			CreatedBy:     op.Actor,
+			CreatedAt:     now,
+			Origin:        OriginContinuation,
+		}
+		rest.Delta, rest.OnHand, rest.Reserved = effect(TypeRelease, rest.Quantity, e.OnHand, e.Reserved)
+		rest.ID = makeID(now, s.shard, s.entries+1)
+		out = append(out, rest)
+	}
+	return out, outcome{}, nil
+}
+
+// effect returns an entry's delta on available and the balances after it.
+func effect(t Type, q, onHand, reserved int64) (delta, onHandAfter, reservedAfter int64) {
+	switch t {
+	case TypeAdd, TypeReturn:
+		return q, onHand + q, reserved
+	case TypeRemove:
+		return -q, onHand - q, reserved
+	case TypeReserve:
+		return -q, onHand, reserved + q
+	case TypeCommit:
+		return 0, onHand - q, reserved - q
+	case TypeRelease:
+		return q, onHand, reserved - q
+	}
+	panic(fmt.Sprintf("shard: effect of unknown type %d", t))
+}
+
+// expire computes the RELEASE of the earliest active hold if its deadline is
+// at or before now, appending it to out; ok is false when no hold is due.
+// skip reports products whose holds must wait (an atomic batch holds them):
+// when the earliest hold is one, expiry pauses until that batch resolves,
+// which keeps this O(log n) and delays other expiries by milliseconds.
+func (s *State) expire(now int64, skip func(productID string) bool, out []Entry) ([]Entry, bool) {
+	if len(s.heap) == 0 {
+		return out, false
+	}
+	h := &s.holds[s.heap[0]]
+	if h.expiresAt > now || (skip != nil && skip(h.productID)) {
+		return out, false
+	}
+	p := s.products[h.productID]
+	e := Entry{
+		ProductID:     h.productID,
+		Type:          TypeRelease,
+		Quantity:      h.qty,
+		Version:       p.version + 1,
+		ReservationID: h.id,
+		Reason:        ReasonExpired,
+		CreatedBy:     ActorSystem,
+		CreatedAt:     now,
+		Origin:        OriginExpiry,
+	}
+	e.Delta, e.OnHand, e.Reserved = effect(TypeRelease, h.qty, p.onHand, p.reserved)
+	e.ID = makeID(now, s.shard, s.entries)
+	return append(out, e), true
+}
+
+// NextDeadline returns the earliest expiry of an active hold, and false if
+// there is none.
+func (s *State) NextDeadline() (int64, bool) {
+	if len(s.heap) == 0 {
+		return 0, false
+	}
+	return s.holds[s.heap[0]].expiresAt, true
+}
+
+// apply adds one entry to the state; loc is where the journal stores it. It
+// is the only mutation of State. It checks every invariant the entry must
+// keep and returns an error, without changing anything, when one fails: that
+// is corrupt input during replay and a bug during live processing.
+func (s *State) apply(e *Entry, loc uint64) error {
+	if err := s.check(e); err != nil {
+		return fmt.Errorf("entry %s of product %q version %d: %w", e.ID, e.ProductID, e.Version, err)
+	}
+	p := s.products[e.ProductID]
+	if p == nil {
+		p = &product{}
+		s.products[e.ProductID] = p
+	}
+	p.onHand, p.reserved, p.version, p.updatedAt = e.OnHand, e.Reserved, e.Version, e.CreatedAt
+	p.locs = append(p.locs, loc)
+
+	switch e.Type {
+	case TypeReserve:
+		k := s.hash(e.ProductID, e.ReservationID)
+		slot := s.allocHold(hold{productID: e.ProductID, id: e.ReservationID, qty: e.Quantity, expiresAt: e.ExpiresAt})
+		s.resv[k] = resvRecord{meta: uint64(e.Version)<<3 | uint64(StateActive), settle: int64(slot)}
+	case TypeCommit:
+		k := s.hash(e.ProductID, e.ReservationID)
+		r := s.resv[k]
+		if rest := s.holds[r.settle].qty - e.Quantity; rest > 0 {
+			s.cont = continuation{pending: true, version: e.Version + 1, rest: rest}
+		}
+		s.settle(k, r, StateCommitted, e.Version)
+	case TypeRelease:
+		switch e.Origin {
+		case OriginContinuation:
+			s.cont = continuation{}
+		case OriginExpiry:
+			k := s.hash(e.ProductID, e.ReservationID)
+			s.settle(k, s.resv[k], StateExpired, e.Version)
+		default:
+			k := s.hash(e.ProductID, e.ReservationID)
+			s.settle(k, s.resv[k], StateReleased, e.Version)
+		}
+	}
+	if e.IdempotencyKey != "" {
+		k := s.hash(e.ProductID, e.IdempotencyKey)
+		s.idem[k] = idemRecord{fp: e.Fingerprint, version: e.Version}
+		s.ages.push(idemAge{key: k, at: e.CreatedAt})
+	}
+	s.entries++
+	s.lastAt = max(s.lastAt, e.CreatedAt)
+	return nil
+}
+
+// check returns why e cannot follow the current state, or nil.
+func (s *State) check(e *Entry) error {
+	if e.Type == 0 || e.Type >= typeEnd || e.Origin >= originEnd {
+		return fmt.Errorf("unknown type %d or origin %d", e.Type, e.Origin)
+	}
+	if e.Quantity < 1 || e.Quantity > StockMax {
+		return fmt.Errorf("quantity %d out of range", e.Quantity)
+	}
+	if s.cont.pending != (e.Origin == OriginContinuation) {
+		return fmt.Errorf("partial COMMIT and its RELEASE are not adjacent")
+	}
+	var onHand, reserved, version int64
+	if p := s.products[e.ProductID]; p != nil {
+		onHand, reserved, version = p.onHand, p.reserved, p.version
+	}
+	if e.Version != version+1 {
+		return fmt.Errorf("version gap: product is at version %d", version)
+	}
+	delta, wantOnHand, wantReserved := effect(e.Type, e.Quantity, onHand, reserved)
+	if e.Delta != delta || e.OnHand != wantOnHand || e.Reserved != wantReserved {
+		return fmt.Errorf("balances do not add up: got delta %d on_hand %d reserved %d, want %d %d %d",
+			e.Delta, e.OnHand, e.Reserved, delta, wantOnHand, wantReserved)
+	}
+	if e.Reserved < 0 || e.OnHand-e.Reserved < 0 || e.OnHand > StockMax {
+		return fmt.Errorf("balance out of range: on_hand %d reserved %d", e.OnHand, e.Reserved)
+	}
+	if e.CreatedAt < s.lastAt {
+		return fmt.Errorf("created_at %d before the shard's last %d", e.CreatedAt, s.lastAt)
+	}
+	if e.IdempotencyKey != "" {
+		if e.Origin != OriginRequest || e.Fingerprint == 0 {
+			return fmt.Errorf("idempotency key on an entry the service wrote")
+		}
+		if _, ok := s.idem[s.hash(e.ProductID, e.IdempotencyKey)]; ok {
+			return fmt.Errorf("idempotency key %q applied twice", e.IdempotencyKey)
+		}
+	}
+	switch e.Type {
+	case TypeReserve:
+		if e.ExpiresAt <= e.CreatedAt {
+			return fmt.Errorf("hold expires at %d, not after its creation", e.ExpiresAt)
+		}
+		if _, ok := s.resv[s.hash(e.ProductID, e.ReservationID)]; ok {
+			return fmt.Errorf("reservation %q reserved twice", e.ReservationID)
+		}
+	case TypeCommit, TypeRelease:
+		if e.Origin == OriginContinuation {
+			if e.Type != TypeRelease || e.Version != s.cont.version || e.Quantity != s.cont.rest {
+				return fmt.Errorf("RELEASE after a partial COMMIT does not release the rest")
+			}
+			break
+		}
+		if e.Type == TypeCommit && e.Origin != OriginRequest {
+			return fmt.Errorf("COMMIT with origin %d", e.Origin)
+		}
+		r, ok := s.resv[s.hash(e.ProductID, e.ReservationID)]
+		if !ok || r.state() != StateActive {
+			return fmt.Errorf("%s of reservation %q that is not active", e.Type, e.ReservationID)
+		}
+		held := s.holds[r.settle].qty
+		if e.Quantity > held || (e.Type == TypeRelease && e.Quantity != held) {
+			return fmt.Errorf("%s of %d from a hold of %d", e.Type, e.Quantity, held)
+		}
+	}
+	return nil
+}
+
+func (s *State) allocHold(h hold) int32 {
+	var slot int32
+	if n := len(s.free); n > 0 {
+		slot = s.free[n-1]
+		s.free = s.free[:n-1]
+		s.holds[slot] = h
+	} else {
+		slot = int32(len(s.holds))
+		s.holds = append(s.holds, h)
+	}
+	s.heap.push(s.holds, slot)
+	return slot
+}
+
+// settle ends the active hold of record r under key k.
+func (s *State) settle(k hkey, r resvRecord, st ReservationState, version int64) {
+	slot := int32(r.settle)
+	s.heap.remove(s.holds, int(s.holds[slot].heapIdx))
+	s.holds[slot] = hold{}
+	s.free = append(s.free, slot)
+	s.resv[k] = resvRecord{meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version}
+}
+
+// forget drops idempotency keys applied before now minus the retention
+// window, at most n of them; it returns how many it dropped.
+func (s *State) forget(now int64, n int) int {
+	dropped := 0
+	for dropped < n {
+		a, ok := s.ages.peek()
+		if !ok || a.at >= now-s.retention {
+			break
+		}
+		s.ages.pop()
+		delete(s.idem, a.key)
+		dropped++
+	}
+	return dropped
+}
+
+// reservation returns the index record of a reservation.
+func (s *State) reservation(productID, reservationID string) (resvRecord, bool) {
+	r, ok := s.resv[s.hash(productID, reservationID)]
+	return r, ok
+}
+
+// fork returns a scratch copy of the part of s that ops read, so that an
+// atomic group can be decided and applied in full before the real state is
+// touched. Journal locators are not copied.
+func (s *State) fork(ops []Op) *State {
+	f := newState(s.shard, s.retention, s.seeds)
+	f.entries, f.lastAt = s.entries, s.lastAt
+	for i := range ops {
+		op := &ops[i]
+		if p := s.products[op.ProductID]; p != nil && f.products[op.ProductID] == nil {
+			c := *p
+			c.locs = nil
+			f.products[op.ProductID] = &c
+		}
+		if op.ReservationID != "" {
+			k := s.hash(op.ProductID, op.ReservationID)
+			if r, ok := s.resv[k]; ok {
+				if _, done := f.resv[k]; !done {
+					if r.state() == StateActive {
+						r.settle = int64(f.allocHold(s.holds[r.settle]))
+					}
+					f.resv[k] = r
+				}
+			}
+		}
+		k := s.hash(op.ProductID, op.IdempotencyKey)
+		if r, ok := s.idem[k]; ok {
+			f.idem[k] = r
+		}
+	}
+	return f
+}
+
+// cloneIDs copies the strings of e that apply keeps (the product id of a new
+// product, the reservation id of a hold) so that e may point into a buffer
+// that is reused after the call: the replay decodes entries in place.
+func (s *State) cloneIDs(e *Entry) {
+	if _, ok := s.products[e.ProductID]; !ok || e.Type == TypeReserve {
+		e.ProductID = strings.Clone(e.ProductID)
+	}
+	if e.Type == TypeReserve {
+		e.ReservationID = strings.Clone(e.ReservationID)
+	}
+}

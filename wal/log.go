@@ -1,0 +1,347 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	tidwall "github.com/tidwall/wal"
+)
+
+// Limits. Relations between them are checked in Options.Validate.
+const (
+	// segmentBytesDefault is the default target segment size. tidwall keeps
+	// the whole tail segment in RAM for every open log, i.e. per shard, so a
+	// few MiB bounds memory while keeping the directory small.
+	segmentBytesDefault = 4 << 20
+
+	// blockBytesMaxDefault is the default largest block: a generous group
+	// commit of small records. Commit keeps a block buffer and tidwall a batch
+	// buffer of this size per shard.
+	blockBytesMaxDefault = 4 << 20
+
+	// locOffsetBits is the number of low Loc bits holding the byte offset.
+	locOffsetBits = 24
+
+	// locOffsetLimit bounds a record's byte offset within its segment file
+	// (exclusive). SegmentBytes + BlockBytesMax must not exceed it.
+	locOffsetLimit = 1 << locOffsetBits
+
+	// seqLimit bounds block sequence numbers (exclusive). A segment's first
+	// index takes the 40 high bits of a Loc; tidwall may create the segment
+	// seq+1 after writing block seq, so seq stays below seqLimit-1.
+	seqLimit = 1 << (64 - locOffsetBits)
+)
+
+// File permissions handed to tidwall: shard data is private to the service.
+const (
+	dirPerms  = 0o750
+	filePerms = 0o640
+)
+
+var (
+	// ErrFailed marks a Log that hit a write, fsync or other I/O error during
+	// Commit. The Log refuses all further commits: after a failed write the
+	// file and tidwall's memory may disagree, so the only recovery is Close,
+	// then Open, which repairs and replays.
+	ErrFailed = errors.New("wal: log failed")
+
+	// ErrClosed is returned by Commit after Close.
+	ErrClosed = errors.New("wal: log closed")
+
+	// ErrBlockTooLarge is returned by Commit for a block over
+	// Options.BlockBytesMax. Nothing is written and the Log stays usable.
+	ErrBlockTooLarge = errors.New("wal: block too large")
+
+	errNoRecords   = errors.New("wal: commit of no records")
+	errShortLocs   = errors.New("wal: fewer locs than records")
+	errEmptyRecord = errors.New("wal: empty record")
+	errSeqSpace    = errors.New("wal: sequence space exhausted")
+)
+
+// CorruptError reports invalid bytes in a segment file: found by Open, which
+// then modifies nothing, or by Read.
+type CorruptError struct {
+	Segment string // path of the segment file
+	Offset  int64  // byte offset of the bad block or record in the file
+	Reason  string
+}
+
+// Error names the segment, the offset and the reason.
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("wal: corrupt segment %s at offset %d: %s", e.Segment, e.Offset, e.Reason)
+}
+
+// Loc locates a record: the first index of its segment in the high 40 bits,
+// the byte offset of its frame in the segment file in the low 24 bits.
+// Methods take and return plain uint64 so that other packages can declare
+// interfaces over a Log without importing wal.
+type Loc = uint64
+
+// makeLoc packs a segment's first index and a byte offset into a Loc.
+func makeLoc(segFirst uint64, off int) uint64 {
+	if off < 0 || off >= locOffsetLimit || segFirst == 0 || segFirst >= seqLimit {
+		panic(fmt.Sprintf("wal: locator out of range: segment %d offset %d", segFirst, off))
+	}
+	return segFirst<<locOffsetBits | uint64(off)
+}
+
+// splitLoc unpacks a Loc.
+func splitLoc(loc uint64) (segFirst uint64, off int64) {
+	return loc >> locOffsetBits, int64(loc & (locOffsetLimit - 1))
+}
+
+// segmentName is tidwall's file name for the segment starting at index first.
+func segmentName(first uint64) string {
+	return fmt.Sprintf("%020d", first)
+}
+
+// Options configures a Log. The zero value selects the defaults. Keep the
+// values stable across runs of one log: Read rejects records longer than the
+// current BlockBytesMax.
+type Options struct {
+	// SegmentBytes is the target segment file size; default 4 MiB because
+	// tidwall keeps the whole tail segment in RAM, for every shard.
+	SegmentBytes int
+
+	// BlockBytesMax is the largest block, header and record frames included,
+	// that Commit accepts; default 4 MiB.
+	BlockBytesMax int
+}
+
+// withDefaults returns o with zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = segmentBytesDefault
+	}
+	if o.BlockBytesMax == 0 {
+		o.BlockBytesMax = blockBytesMaxDefault
+	}
+	return o
+}
+
+// Validate reports whether o, with defaults filled in, describes a usable
+// log: every record offset must fit the 24 offset bits of a Loc.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	switch {
+	case o.SegmentBytes < 0:
+		return fmt.Errorf("wal: SegmentBytes %d is negative", o.SegmentBytes)
+	case o.BlockBytesMax < blockBytesMin:
+		return fmt.Errorf("wal: BlockBytesMax %d is below %d", o.BlockBytesMax, blockBytesMin)
+	case o.SegmentBytes+o.BlockBytesMax > locOffsetLimit:
+		return fmt.Errorf("wal: SegmentBytes %d + BlockBytesMax %d exceed %d", o.SegmentBytes, o.BlockBytesMax, locOffsetLimit)
+	}
+	return nil
+}
+
+// Report describes what Open found, for logging and metrics.
+type Report struct {
+	Segments int    // segment files found
+	Blocks   uint64 // valid blocks replayed
+	Records  uint64 // valid records replayed
+	Bytes    int64  // segment bytes kept, after any repair
+
+	Repaired       bool   // a torn tail was cut off the last segment
+	RepairSegment  string // path of the repaired segment
+	RepairOffset   int64  // where the segment now ends
+	RepairCutBytes int64  // bytes cut off
+	RepairReason   string // why the first cut block was invalid
+
+	Duration time.Duration // time Open took
+}
+
+// Log is a write-ahead log of one shard. Open, Commit and Close are called
+// only from the owning goroutine; Read, LastSeq and Dir from any goroutine.
+type Log struct {
+	dir  string  // absolute; immutable
+	opts Options // defaults filled in; immutable
+
+	tw      *tidwall.Log
+	batch   tidwall.Batch // reused: one entry per Commit
+	block   []byte        // reused block buffer
+	lastSeq atomic.Uint64
+
+	// tidwall's segment cycling, mirrored to compute Locs.
+	tailFirst uint64 // first index of the tail segment
+	tailBytes int    // size of the tail segment file
+
+	failed error // first Commit failure, wrapping ErrFailed
+	closed bool
+
+	// Seams for fault tests; tw.WriteBatch and syncDir in production.
+	write   func(*tidwall.Batch) error
+	syncDir func(dir string) error
+}
+
+// Commit appends recs as one block, with one write and one fsync, plus an
+// fsync of the directory when tidwall created a segment file. It stores the
+// Loc of recs[i] in locs[i]. On return without error the block is durable.
+//
+// An empty recs, an empty record or too few locs is refused without writing.
+// A block over BlockBytesMax returns ErrBlockTooLarge and the Log stays
+// usable. Any other failure fails the Log for good: this and every later
+// Commit return an error wrapping ErrFailed and the first cause.
+//
+// Commit is called only from the owning goroutine. It does not allocate in
+// steady state; tidwall grows its in-memory copy of the tail segment by
+// append, which costs a few allocations per segment.
+func (l *Log) Commit(recs [][]byte, locs []uint64) error {
+	switch {
+	case l.closed:
+		return ErrClosed
+	case l.failed != nil:
+		return l.failed
+	case len(recs) == 0:
+		return errNoRecords
+	case len(locs) < len(recs):
+		return errShortLocs
+	}
+	for _, r := range recs {
+		if len(r) == 0 {
+			return errEmptyRecord
+		}
+	}
+	if n := blockBytes(recs); n > l.opts.BlockBytesMax {
+		return fmt.Errorf("wal: block of %d bytes over %d: %w", n, l.opts.BlockBytesMax, ErrBlockTooLarge)
+	}
+	seq := l.lastSeq.Load() + 1
+	if seq >= seqLimit-1 {
+		return errSeqSpace
+	}
+	l.block = appendBlock(l.block[:0], seq, recs, locs)
+
+	// Mirror tidwall's writeBatch: a tail already over SegmentBytes is
+	// cycled before the write, a tail reaching it after the write.
+	created := false
+	if l.tailBytes > l.opts.SegmentBytes {
+		l.tailFirst, l.tailBytes, created = seq, 0, true
+	}
+	frame := uvarintBytes(uint64(len(l.block)))
+	base := l.tailBytes + frame
+	for i := range recs {
+		locs[i] = makeLoc(l.tailFirst, base+int(locs[i]))
+	}
+
+	l.batch.Clear()
+	l.batch.Write(seq, l.block)
+	if err := l.write(&l.batch); err != nil {
+		return l.fail(seq, err)
+	}
+	l.tailBytes += frame + len(l.block)
+	if l.tailBytes >= l.opts.SegmentBytes {
+		l.tailFirst, l.tailBytes, created = seq+1, 0, true
+	}
+	if created {
+		if err := l.syncDir(l.dir); err != nil {
+			return l.fail(seq, err)
+		}
+		// Drop the segment tidwall just cached: we never read through
+		// tidwall, and it would double the memory a shard holds.
+		if err := l.tw.ClearCache(); err != nil {
+			return l.fail(seq, err)
+		}
+	}
+	l.lastSeq.Store(seq)
+	return nil
+}
+
+// fail records the first Commit failure and returns it.
+func (l *Log) fail(seq uint64, cause error) error {
+	l.failed = fmt.Errorf("%w: commit block %d: %w", ErrFailed, seq, cause)
+	return l.failed
+}
+
+// readHeadBytes is how much Read reads first: enough for typical records,
+// so most reads take one system call.
+const readHeadBytes = 512
+
+// Read returns a copy of the committed record at loc after checking its
+// checksum. A loc that Commit or Open never returned yields an error: its
+// bytes would have to pass a CRC32C check by chance (odds 2^-32).
+// Read is safe to call from any goroutine, also during Commit and after
+// Close: it reads the segment file by path and touches no mutable state.
+func (l *Log) Read(loc uint64) ([]byte, error) {
+	segFirst, off := splitLoc(loc)
+	if segFirst == 0 || segFirst >= seqLimit {
+		return nil, fmt.Errorf("wal: read loc %#x: no such segment", loc)
+	}
+	path := filepath.Join(l.dir, segmentName(segFirst))
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("wal: read loc %#x: %w", loc, err)
+	}
+	defer f.Close()
+
+	var head [readHeadBytes]byte
+	n, err := f.ReadAt(head[:], off)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("wal: read loc %#x: %w", loc, err)
+	}
+	corrupt := func(reason string) error {
+		return fmt.Errorf("wal: read loc %#x: %w", loc, &CorruptError{Segment: path, Offset: off, Reason: reason})
+	}
+	size, vn := binary.Uvarint(head[:n])
+	switch {
+	case vn <= 0 || vn != uvarintBytes(size):
+		return nil, corrupt("bad record length")
+	case size == 0 || size > uint64(l.opts.BlockBytesMax):
+		return nil, corrupt(fmt.Sprintf("record length %d out of range", size))
+	case n < vn+recordCRCBytes:
+		return nil, corrupt("record runs past end of file")
+	}
+	sum := binary.LittleEndian.Uint32(head[vn:])
+	data := make([]byte, size)
+	have := copy(data, head[vn+recordCRCBytes:n])
+	if have < len(data) {
+		if _, err := f.ReadAt(data[have:], off+int64(vn+recordCRCBytes+have)); err != nil {
+			if err == io.EOF {
+				return nil, corrupt("record runs past end of file")
+			}
+			return nil, fmt.Errorf("wal: read loc %#x: %w", loc, err)
+		}
+	}
+	if crc32.Checksum(data, castagnoli) != sum {
+		return nil, corrupt("record checksum mismatch")
+	}
+	return data, nil
+}
+
+// LastSeq returns the sequence number (tidwall index) of the last committed
+// block, or 0 if the log holds none. Safe from any goroutine.
+func (l *Log) LastSeq() uint64 { return l.lastSeq.Load() }
+
+// Dir returns the absolute path of the log directory.
+func (l *Log) Dir() string { return l.dir }
+
+// Close syncs and closes the log. Later calls return nil; later Commits
+// return ErrClosed. Called only from the owning goroutine.
+func (l *Log) Close() error {
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	if err := l.tw.Close(); err != nil {
+		return fmt.Errorf("wal: close %s: %w", l.dir, err)
+	}
+	return nil
+}
+
+// syncDir fsyncs directory dir, making entries created or changed in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return d.Close()
+}

@@ -1,0 +1,290 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	tidwall "github.com/tidwall/wal"
+)
+
+// segmentNameBytes is the length of tidwall's segment file names: %020d.
+const segmentNameBytes = 20
+
+// Open opens the log in dir, creating dir if missing. It validates every
+// segment in order and calls fn, if not nil, for every record in log order
+// with its Loc; rec is valid only during the call. It cuts a torn tail off the
+// last segment, then opens the log for appending. See doc.go for which
+// damage is repaired and which is reported as a *CorruptError.
+//
+// If Open fails, fn may have seen part of the log: discard what it built.
+func Open(dir string, opts Options, fn func(loc uint64, rec []byte) error) (*Log, Report, error) {
+	start := time.Now()
+	var rep Report
+	if err := opts.Validate(); err != nil {
+		return nil, rep, err
+	}
+	opts = opts.withDefaults()
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+	if err := makeDir(dir); err != nil {
+		return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, rep, err
+	}
+	rep.Segments = len(segs)
+
+	s := scanner{fn: fn, rep: &rep}
+	tailFirst, tailBytes := uint64(1), 0
+	for i, seg := range segs {
+		last := i == len(segs)-1
+		if seg.first != s.seq+1 {
+			return nil, rep, &CorruptError{Segment: seg.path, Reason: fmt.Sprintf("segment starts at index %d, want %d", seg.first, s.seq+1)}
+		}
+		if seg.first >= seqLimit {
+			return nil, rep, &CorruptError{Segment: seg.path, Reason: "segment index out of locator range"}
+		}
+		size, err := s.scanSegment(seg, last)
+		if err != nil {
+			return nil, rep, err
+		}
+		rep.Bytes += int64(size)
+		tailFirst, tailBytes = seg.first, size
+	}
+
+	tw, err := tidwall.Open(dir, &tidwall.Options{
+		NoSync:           false,
+		SegmentSize:      opts.SegmentBytes,
+		LogFormat:        tidwall.Binary,
+		SegmentCacheSize: 1,
+		NoCopy:           true,
+		AllowEmpty:       false,
+		DirPerms:         dirPerms,
+		FilePerms:        filePerms,
+	})
+	if err != nil {
+		return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+	if len(segs) == 0 {
+		// tidwall created the first segment file.
+		if err := syncDir(dir); err != nil {
+			tw.Close()
+			return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
+		}
+	}
+	last, err := tw.LastIndex()
+	if err == nil && last != s.seq {
+		err = fmt.Errorf("tidwall last index %d, scanned %d", last, s.seq)
+	}
+	if err != nil {
+		tw.Close()
+		return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+
+	l := &Log{
+		dir:       dir,
+		opts:      opts,
+		tw:        tw,
+		tailFirst: tailFirst,
+		tailBytes: tailBytes,
+		write:     tw.WriteBatch,
+		syncDir:   syncDir,
+	}
+	l.lastSeq.Store(s.seq)
+	rep.Blocks = s.seq
+	rep.Duration = time.Since(start)
+	return l, rep, nil
+}
+
+// makeDir creates dir if missing and then fsyncs its parent, so that the new
+// directory entry is durable.
+func makeDir(dir string) error {
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(dir, dirPerms); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+// segment is a segment file found by listSegments.
+type segment struct {
+	path  string
+	first uint64 // index of its first block, from its name
+}
+
+// listSegments returns dir's segment files in index order, naming them as
+// tidwall does. tidwall's .START and .END files are leftovers of truncations
+// this package never performs, so they are reported as corruption rather than
+// letting tidwall act on them.
+func listSegments(dir string) ([]segment, error) {
+	entries, err := os.ReadDir(dir) // sorted by name, so by index
+	if err != nil {
+		return nil, fmt.Errorf("wal: list segments: %w", err)
+	}
+	var segs []segment
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || len(name) < segmentNameBytes {
+			continue
+		}
+		first, err := strconv.ParseUint(name[:segmentNameBytes], 10, 64)
+		if err != nil || first == 0 {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		rest := name[segmentNameBytes:]
+		switch {
+		case rest == "":
+			segs = append(segs, segment{path: path, first: first})
+		case rest == ".START" || rest == ".END":
+			return nil, &CorruptError{Segment: path, Reason: "leftover tidwall truncation file " + strings.TrimPrefix(rest, ".")}
+		}
+	}
+	return segs, nil
+}
+
+// scanner replays segments in order.
+type scanner struct {
+	fn  func(loc uint64, rec []byte) error
+	rep *Report
+	buf []byte // segment contents, reused across segments
+	seq uint64 // sequence of the last valid block
+}
+
+// scanSegment validates seg and replays its records. For the last segment it
+// cuts off a torn tail. It returns the segment's size after any repair.
+func (s *scanner) scanSegment(seg segment, last bool) (int, error) {
+	data, err := s.read(seg.path)
+	if err != nil {
+		return 0, err
+	}
+	pos := 0
+	for pos < len(data) {
+		size, vn := binary.Uvarint(data[pos:])
+		var reason string
+		definite, pastEOF, endsAtEOF := false, false, false
+		switch {
+		case vn == 0:
+			reason, pastEOF = "block length runs past end of file", true
+		case vn < 0:
+			reason = "bad block length"
+		case size > uint64(len(data)-pos-vn):
+			reason, pastEOF = "block runs past end of file", true
+			if _, r, intact := checkHeader(data[pos+vn:], s.seq+1); r != "" && intact {
+				reason, definite = r, true
+			}
+		default:
+			end := pos + vn + int(size)
+			reason, definite = checkBlock(data[pos+vn:end], s.seq+1)
+			if reason == "" {
+				if err := s.replay(seg, data[pos+vn:end], pos+vn); err != nil {
+					return 0, err
+				}
+				pos = end
+				continue
+			}
+			endsAtEOF = end == len(data)
+		}
+		torn := last && !definite && (pastEOF || endsAtEOF || allZero(data[pos:]))
+		if !torn {
+			return 0, &CorruptError{Segment: seg.path, Offset: int64(pos), Reason: reason}
+		}
+		if err := cutTail(seg.path, pos); err != nil {
+			return 0, err
+		}
+		s.rep.Repaired, s.rep.RepairSegment, s.rep.RepairReason = true, seg.path, reason
+		s.rep.RepairOffset, s.rep.RepairCutBytes = int64(pos), int64(len(data)-pos)
+		return pos, nil
+	}
+	return len(data), nil
+}
+
+// replay hands the records of a valid block at byte offset off in seg to fn.
+func (s *scanner) replay(seg segment, block []byte, off int) error {
+	s.seq++
+	for pos := headerBytes; pos < len(block); {
+		recOff := off + pos
+		if recOff >= locOffsetLimit {
+			return &CorruptError{Segment: seg.path, Offset: int64(recOff), Reason: "record offset beyond locator range"}
+		}
+		var rec []byte
+		rec, pos = nextRecord(block, pos)
+		s.rep.Records++
+		if s.fn == nil {
+			continue
+		}
+		if err := s.fn(makeLoc(seg.first, recOff), rec); err != nil {
+			return fmt.Errorf("wal: replay block %d: %w", s.seq, err)
+		}
+	}
+	return nil
+}
+
+// read returns the contents of the file at path in s.buf, which is reused.
+func (s *scanner) read(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("wal: read segment: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("wal: read segment: %w", err)
+	}
+	size := int(st.Size())
+	if cap(s.buf) < size {
+		s.buf = make([]byte, size)
+	}
+	data := s.buf[:size]
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("wal: read segment %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// allZero reports whether b holds only zero bytes: space a file system
+// allocated for a write whose data never reached the disk.
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// cutTail truncates the segment at path to size bytes and makes that durable.
+func cutTail(path string, size int) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("wal: repair torn tail: %w", err)
+	}
+	if err := f.Truncate(int64(size)); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: repair torn tail: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: repair torn tail: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("wal: repair torn tail: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("wal: repair torn tail: %w", err)
+	}
+	return nil
+}
