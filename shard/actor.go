@@ -2,16 +2,21 @@ package shard
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
 // Journal is the durable log of one shard. The shard declares what it needs;
 // package wal provides it.
 type Journal interface {
-	// Commit makes recs durable as one unit (one write, one fsync) and fills
-	// locs[i] with the locator of recs[i]. After an error the journal is
-	// failed for good: it is never retried.
-	Commit(recs [][]byte, locs []uint64) error
+	// Locate fills locs[i] with the locator recs[i] will have once the
+	// block of recs is written: the next block after those located before.
+	// It does no I/O and is called from the actor goroutine.
+	Locate(recs [][]byte, locs []uint64) error
+	// Write makes the oldest located block durable as one unit (one write,
+	// one fsync); it is called from the shard's writer goroutine, in Locate
+	// order. After an error the journal is failed for good: never retried.
+	Write(recs [][]byte) error
 	// Read returns the committed record at loc. Safe for concurrent use with
 	// Commit from any goroutine.
 	Read(loc uint64) ([]byte, error)
@@ -95,15 +100,20 @@ func (r *request) touches(fn func(productID string) bool) {
 
 // actor is the only goroutine that touches one shard's State. Its loop:
 //
-//  1. block for one message, then drain up to the batch limit without blocking;
+//  1. take a message, then drain more without blocking, up to the batch limit;
 //  2. read the clock once, expire due holds, forget old idempotency keys;
 //  3. decide and apply every request in order (each sees those before it),
-//     encoding the new entries;
-//  4. write them to the journal with one Commit (one write, one fsync);
-//  5. answer every request of the batch.
+//     encoding the new entries into the current flight;
+//  4. when the shard's writer goroutine is idle, seal the flight (locate its
+//     records in the journal, fill in reads) and hand it over: the writer
+//     writes it with one write and one fsync, then answers its requests.
 //
-// Nothing is answered before step 4, so no reply shows state that is not
-// durable. After a journal error the actor answers unavailable for good.
+// While the writer is busy with one flight, the actor keeps deciding into
+// the next, so a flight holds everything that arrived during the previous
+// fsync: the batch grows with the load and deciding overlaps the fsync.
+// Flights are written and answered in order, and nothing is answered before
+// its flight is durable, so no reply shows state that is not. After a
+// journal error the shard answers unavailable for good.
 type actor struct {
 	id      int
 	cfg     *Config
@@ -113,20 +123,25 @@ type actor struct {
 
 	inbox chan *request
 	ctrl  chan *request // reqResolve only: never full (see Engine.txSlots)
-	carry *request      // taken from the inbox but left for the next batch
+	carry *request      // taken from the inbox but left for the next flight
 	quit  chan struct{}
 	done  chan struct{}
 
+	// The pipeline to the writer. Two flights alternate: the writer has one
+	// while the actor fills the other (cur).
+	cur     *flight
+	free    chan *flight
+	idle    chan struct{} // the writer offers a token when it waits for work
+	toWrite chan *flight
+	written chan struct{} // closed when the writer stops
+	// writeFailed is set by the writer after a journal error.
+	writeFailed atomic.Bool
+
 	failed  bool
 	batch   []*request
-	answer  []*request
-	entries []Entry // new entries of the batch, in log order
+	entries []Entry // new entries of the current flight, in log order
 	enc     *encoder
-	buf     []byte   // encoded records of the batch, back to back
-	ends    []int    // end offset of each record in buf
-	recs    [][]byte // views of buf for Commit
-	locs    []uint64
-	ops     int // ops in the batch so far
+	ops     int // ops in the current flight
 
 	// parked are products that a prepared atomic batch holds; requests that
 	// touch one wait in deferred until it resolves.
@@ -134,15 +149,29 @@ type actor struct {
 	deferred []*request
 }
 
+// flight is one batch on its way to disk: its records and the requests to
+// answer once they are durable.
+type flight struct {
+	buf    []byte   // encoded records, back to back
+	ends   []int    // end offset of each record in buf
+	recs   [][]byte // views of buf
+	locs   []uint64
+	answer []*request
+}
+
 func newActor(id int, cfg *Config, st *State, j Journal, m *shardMetrics) *actor {
 	return &actor{
 		id: id, cfg: cfg, state: st, journal: j, m: m,
-		inbox:  make(chan *request, cfg.InboxDepth),
-		ctrl:   make(chan *request, cfg.TxInflightMax),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
-		enc:    newEncoder(),
-		parked: make(map[string]struct{}),
+		inbox:   make(chan *request, cfg.InboxDepth),
+		ctrl:    make(chan *request, cfg.TxInflightMax),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		free:    make(chan *flight, 1),
+		idle:    make(chan struct{}),
+		toWrite: make(chan *flight),
+		written: make(chan struct{}),
+		enc:     newEncoder(),
+		parked:  make(map[string]struct{}),
 	}
 }
 
@@ -158,24 +187,37 @@ func (a *actor) submit(r *request) bool {
 
 func (a *actor) run() {
 	defer close(a.done)
+	a.free <- &flight{}
+	a.cur = &flight{}
+	go a.writer()
 	// Holds whose TTL passed while the service was down are due at once.
 	timer := time.NewTimer(a.wait(max(a.cfg.Clock(), a.state.lastAt)))
 	defer timer.Stop()
 	for {
-		if r := a.carry; r != nil {
-			a.carry = nil
+		in, ctrl := a.inbox, a.ctrl
+		if a.carry != nil || a.ops >= a.cfg.BatchOpsMax {
+			in, ctrl = nil, nil // the flight is full: wait for the writer
+		}
+		var idle chan struct{}
+		if len(a.cur.answer) > 0 || len(a.entries) > 0 {
+			idle = a.idle
+		}
+		select {
+		case r := <-ctrl:
 			a.take(r)
-		} else {
-			select {
-			case r := <-a.ctrl:
+		case r := <-in:
+			a.take(r)
+		case <-timer.C:
+		case <-idle:
+			a.send()
+			if a.carry != nil {
+				r := a.carry
+				a.carry = nil
 				a.take(r)
-			case r := <-a.inbox:
-				a.take(r)
-			case <-timer.C:
-			case <-a.quit:
-				a.stop()
-				return
 			}
+		case <-a.quit:
+			a.stop()
+			return
 		}
 	drain:
 		for a.carry == nil && a.ops < a.cfg.BatchOpsMax {
@@ -193,11 +235,11 @@ func (a *actor) run() {
 	}
 }
 
-// take adds r to the batch, or carries it to the next batch when it would
-// push the batch past BatchOpsMax (which bounds the journal block's size).
+// take adds r to the batch, or carries it to the next flight when it would
+// push the flight past BatchOpsMax (which bounds the journal block's size).
 func (a *actor) take(r *request) {
 	n := max(1, len(r.ops))
-	if len(a.batch) > 0 && a.ops+n > a.cfg.BatchOpsMax {
+	if a.ops > 0 && a.ops+n > a.cfg.BatchOpsMax {
 		a.carry = r
 		return
 	}
@@ -215,18 +257,22 @@ func (a *actor) wait(now int64) time.Duration {
 	return max(d, time.Millisecond)
 }
 
-// step processes one batch and returns the time it ran at.
+// step processes the batch taken so far into the current flight and
+// returns the time it ran at.
 func (a *actor) step() int64 {
 	now := max(a.cfg.Clock(), a.state.lastAt)
+	if !a.failed && a.writeFailed.Load() {
+		a.fail()
+	}
 	if a.failed {
 		for _, r := range a.batch {
 			a.reply(r, errUnavailable)
 		}
-		a.reset()
+		a.clearBatch()
 		return now
 	}
 	a.state.forget(now, a.cfg.ForgetPerBatchMax)
-	for i := 0; i < a.cfg.ExpirePerBatchMax; i++ {
+	for i := 0; i < a.cfg.ExpirePerBatchMax && a.ops < a.cfg.BatchOpsMax+a.cfg.ExpirePerBatchMax; i++ {
 		n := len(a.entries)
 		var ok bool
 		a.entries, ok = a.state.expire(now, a.isParked, a.entries)
@@ -234,37 +280,75 @@ func (a *actor) step() int64 {
 			break
 		}
 		a.applyNew(n)
+		a.ops++
 		a.m.expired.Inc()
 	}
 	for _, r := range a.batch {
 		a.handle(r, now)
 	}
-	if len(a.entries) > 0 {
-		a.commit()
-	}
-	for _, r := range a.answer {
-		if a.failed {
-			r.err = errUnavailable
-		} else {
-			a.finish(r)
-		}
-		r.done <- struct{}{}
-	}
-	a.m.activeHolds.Store(int64(a.state.ActiveHolds()))
-	a.reset()
+	a.clearBatch()
 	return now
 }
 
-func (a *actor) reset() {
-	clear(a.batch)
-	a.batch = a.batch[:0]
-	clear(a.answer)
-	a.answer = a.answer[:0]
+// send seals the current flight and hands it to the idle writer.
+func (a *actor) send() {
+	f := a.cur
+	if len(a.entries) > 0 {
+		a.locate(f)
+	}
+	for _, r := range f.answer {
+		a.finish(r)
+	}
+	a.m.activeHolds.Store(int64(a.state.ActiveHolds()))
+	a.toWrite <- f
+	a.cur = <-a.free
 	clear(a.entries) // drop references to request strings
 	a.entries = a.entries[:0]
-	a.buf = a.buf[:0]
-	a.ends = a.ends[:0]
 	a.ops = 0
+}
+
+// answer queues r to be answered once the current flight is durable.
+func (a *actor) answer(r *request) {
+	a.cur.answer = append(a.cur.answer, r)
+}
+
+func (a *actor) clearBatch() {
+	clear(a.batch)
+	a.batch = a.batch[:0]
+}
+
+// writer is the shard's writer goroutine: it writes each flight's records
+// with one journal Write and then answers its requests.
+func (a *actor) writer() {
+	defer close(a.written)
+	for {
+		a.idle <- struct{}{}
+		f, ok := <-a.toWrite
+		if !ok {
+			return
+		}
+		if len(f.recs) > 0 && !a.writeFailed.Load() {
+			t := time.Now()
+			err := a.journal.Write(f.recs)
+			a.m.fsync.Observe(time.Since(t).Seconds())
+			a.m.batchEntries.Observe(float64(len(f.recs)))
+			if err != nil {
+				a.writeFailed.Store(true)
+				a.cfg.Logger.Error("shard failed: journal write or fsync error; restart to recover", "shard", a.id, "err", err)
+			}
+		}
+		failed := a.writeFailed.Load()
+		for _, r := range f.answer {
+			if failed {
+				r.err = errUnavailable
+			}
+			r.done <- struct{}{}
+		}
+		clear(f.answer)
+		clear(f.recs)
+		f.answer, f.recs, f.buf, f.ends = f.answer[:0], f.recs[:0], f.buf[:0], f.ends[:0]
+		a.free <- f
+	}
 }
 
 func (a *actor) reply(r *request, err *Error) {
@@ -304,7 +388,7 @@ func (a *actor) handle(r *request, now int64) {
 		a.resolve(r, now)
 		return
 	}
-	a.answer = append(a.answer, r)
+	a.answer(r)
 }
 
 // write applies each op on its own.
@@ -403,7 +487,7 @@ func (a *actor) resolve(r *request, now int64) {
 	}
 	if r.commit {
 		a.applyAll(r, now)
-		a.answer = append(a.answer, r)
+		a.answer(r)
 	} else {
 		r.done <- struct{}{}
 	}
@@ -421,47 +505,41 @@ func (a *actor) applyNew(n int) {
 		if err := a.state.apply(e, 0); err != nil {
 			panic(fmt.Sprintf("shard %d: apply of a decided entry: %v", a.id, err))
 		}
-		a.buf = append(a.buf, a.enc.encode(e)...)
-		a.ends = append(a.ends, len(a.buf))
+		f := a.cur
+		f.buf = append(f.buf, a.enc.encode(e)...)
+		f.ends = append(f.ends, len(f.buf))
 		a.m.entry(e.Type)
 	}
 }
 
-// commit writes the batch's entries to the journal and points each entry's
-// index slot at its locator.
-func (a *actor) commit() {
-	a.recs = a.recs[:0]
+// locate points each new entry's index slot at the journal locator it will
+// have once f is written.
+func (a *actor) locate(f *flight) {
 	start := 0
-	for _, end := range a.ends {
-		a.recs = append(a.recs, a.buf[start:end])
+	for _, end := range f.ends {
+		f.recs = append(f.recs, f.buf[start:end])
 		start = end
 	}
-	if cap(a.locs) < len(a.recs) {
-		a.locs = make([]uint64, len(a.recs))
+	if cap(f.locs) < len(f.recs) {
+		f.locs = make([]uint64, len(f.recs))
 	}
-	a.locs = a.locs[:len(a.recs)]
-	t := time.Now()
-	err := a.journal.Commit(a.recs, a.locs)
-	a.m.fsync.Observe(time.Since(t).Seconds())
-	a.m.batchEntries.Observe(float64(len(a.recs)))
-	clear(a.recs)
-	if err != nil {
-		a.fail(err)
-		return
+	f.locs = f.locs[:len(f.recs)]
+	if err := a.journal.Locate(f.recs, f.locs); err != nil {
+		// Config.Validate bounds a batch to fit a block: this is a bug.
+		panic(fmt.Sprintf("shard %d: locate batch: %v", a.id, err))
 	}
 	for i := range a.entries {
 		e := &a.entries[i]
-		a.state.products[e.ProductID].locs[e.Version-1] = a.locs[i]
+		a.state.products[e.ProductID].locs[e.Version-1] = f.locs[i]
 	}
 }
 
 // fail stops the shard for good: the state is now ahead of the journal, and
 // after a failed write or fsync the file cannot be trusted either. Recovery
 // is a restart, which replays what is durable.
-func (a *actor) fail(err error) {
+func (a *actor) fail() {
 	a.failed = true
 	a.m.failed.Set(1)
-	a.cfg.Logger.Error("shard failed: journal write or fsync error; restart to recover", "shard", a.id, "err", err)
 	for _, d := range a.deferred {
 		a.reply(d, errUnavailable)
 	}
@@ -526,7 +604,8 @@ func (a *actor) finish(r *request) {
 	}
 }
 
-// stop answers what is still queued and closes the journal.
+// stop answers what is still queued, writes the last flight and closes the
+// journal.
 func (a *actor) stop() {
 	for {
 		select {
@@ -541,6 +620,13 @@ func (a *actor) stop() {
 			for _, d := range a.deferred {
 				a.reply(d, errClosed)
 			}
+			if len(a.cur.answer) > 0 || len(a.entries) > 0 {
+				<-a.idle
+				a.send()
+			}
+			<-a.idle // the writer has answered everything
+			close(a.toWrite)
+			<-a.written
 			if err := a.journal.Close(); err != nil && !a.failed {
 				a.cfg.Logger.Error("close journal", "shard", a.id, "err", err)
 			}

@@ -5,28 +5,28 @@ package shard
 // position (heapIdx) so that settling it removes it in O(log n).
 type expiryHeap []int32
 
-func (h expiryHeap) less(holds []hold, i, j int) bool {
-	a, b := &holds[h[i]], &holds[h[j]]
+func (h expiryHeap) less(holds *slab, i, j int) bool {
+	a, b := holds.at(h[i]), holds.at(h[j])
 	if a.expiresAt != b.expiresAt {
 		return a.expiresAt < b.expiresAt
 	}
 	return h[i] < h[j]
 }
 
-func (h expiryHeap) swap(holds []hold, i, j int) {
+func (h expiryHeap) swap(holds *slab, i, j int) {
 	h[i], h[j] = h[j], h[i]
-	holds[h[i]].heapIdx = int32(i)
-	holds[h[j]].heapIdx = int32(j)
+	holds.at(h[i]).heapIdx = int32(i)
+	holds.at(h[j]).heapIdx = int32(j)
 }
 
-func (h *expiryHeap) push(holds []hold, slot int32) {
+func (h *expiryHeap) push(holds *slab, slot int32) {
 	*h = append(*h, slot)
 	i := len(*h) - 1
-	holds[slot].heapIdx = int32(i)
+	holds.at(slot).heapIdx = int32(i)
 	h.up(holds, i)
 }
 
-func (h *expiryHeap) remove(holds []hold, i int) {
+func (h *expiryHeap) remove(holds *slab, i int) {
 	n := len(*h) - 1
 	if i != n {
 		h.swap(holds, i, n)
@@ -39,7 +39,7 @@ func (h *expiryHeap) remove(holds []hold, i int) {
 	}
 }
 
-func (h expiryHeap) up(holds []hold, i int) {
+func (h expiryHeap) up(holds *slab, i int) {
 	for i > 0 {
 		parent := (i - 1) / 2
 		if !h.less(holds, i, parent) {
@@ -50,7 +50,7 @@ func (h expiryHeap) up(holds []hold, i int) {
 	}
 }
 
-func (h expiryHeap) down(holds []hold, i int) bool {
+func (h expiryHeap) down(holds *slab, i int) bool {
 	start, n := i, len(h)
 	for {
 		l := 2*i + 1
@@ -78,36 +78,75 @@ type idemAge struct {
 
 // idemAges is a FIFO of idempotency keys in the order they were applied,
 // which is created_at order: the oldest key is always at the head, so
-// forgetting expired keys costs O(1) each.
+// forgetting expired keys costs O(1) each. It is stored in fixed chunks, so
+// growing it never copies what it holds.
 type idemAges struct {
-	items []idemAge
-	head  int
+	chunks [][]idemAge
+	head   int // next to pop, in chunks[0]
+	n      int
 }
 
+const agesChunk = 4096
+
 func (q *idemAges) push(a idemAge) {
-	if q.head > 0 && q.head >= len(q.items)/2 && len(q.items) == cap(q.items) {
-		// Reuse the consumed front instead of growing.
-		n := copy(q.items, q.items[q.head:])
-		q.items = q.items[:n]
-		q.head = 0
+	last := len(q.chunks) - 1
+	if last < 0 || len(q.chunks[last]) == agesChunk {
+		q.chunks = append(q.chunks, make([]idemAge, 0, agesChunk))
+		last++
 	}
-	q.items = append(q.items, a)
+	q.chunks[last] = append(q.chunks[last], a)
+	q.n++
 }
 
 func (q *idemAges) peek() (idemAge, bool) {
-	if q.head == len(q.items) {
+	if q.n == 0 {
 		return idemAge{}, false
 	}
-	return q.items[q.head], true
+	return q.chunks[0][q.head], true
 }
 
 func (q *idemAges) pop() {
-	q.items[q.head] = idemAge{}
 	q.head++
-	if q.head == len(q.items) {
-		q.items = q.items[:0]
+	q.n--
+	if q.head == len(q.chunks[0]) && (q.head == agesChunk || q.n == 0) {
+		q.chunks[0] = nil
+		q.chunks = q.chunks[1:]
 		q.head = 0
 	}
 }
 
-func (q *idemAges) len() int { return len(q.items) - q.head }
+func (q *idemAges) len() int { return q.n }
+
+// all returns the queued ages in order (for tests).
+func (q *idemAges) all() []idemAge {
+	var out []idemAge
+	for i, c := range q.chunks {
+		if i == 0 {
+			c = c[q.head:]
+		}
+		out = append(out, c...)
+	}
+	return out
+}
+
+// slab holds the active holds in fixed chunks: slots never move, and
+// growing it never copies.
+type slab struct {
+	chunks [][]hold
+	n      int32
+}
+
+const slabChunkBits = 12
+
+func (s *slab) at(i int32) *hold {
+	return &s.chunks[i>>slabChunkBits][i&(1<<slabChunkBits-1)]
+}
+
+// grow adds a slot and returns it.
+func (s *slab) grow() int32 {
+	if int(s.n)>>slabChunkBits == len(s.chunks) {
+		s.chunks = append(s.chunks, make([]hold, 1<<slabChunkBits))
+	}
+	s.n++
+	return s.n - 1
+}

@@ -15,21 +15,32 @@ type memJournal struct {
 	failErr error // the next Commit fails with this, and the journal stays failed
 	failed  bool
 	commits int
+	located uint64
 	closed  bool
 }
 
 var errInjected = errors.New("injected journal fault")
 
-func (j *memJournal) Commit(recs [][]byte, locs []uint64) error {
+// Locate numbers records from 1 in the order they are located.
+func (j *memJournal) Locate(recs [][]byte, locs []uint64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for i := range recs {
+		j.located++
+		locs[i] = j.located
+	}
+	return nil
+}
+
+func (j *memJournal) Write(recs [][]byte) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.failed || j.failErr != nil {
 		j.failed = true
-		return fmt.Errorf("commit: %w", errInjected)
+		return fmt.Errorf("write: %w", errInjected)
 	}
-	for i, r := range recs {
+	for _, r := range recs {
 		j.recs = append(j.recs, bytes.Clone(r))
-		locs[i] = uint64(len(j.recs))
 	}
 	j.commits++
 	return nil
@@ -87,7 +98,7 @@ func newMemJournals(n int) memJournals {
 // open is an OpenJournal that reopens the same in-memory journals.
 func (js memJournals) open(i int, fn func(loc uint64, rec []byte) error) (Journal, error) {
 	old := js[i]
-	fresh := &memJournal{}
+	fresh := &memJournal{located: uint64(len(old.records()))}
 	if err := old.replay(func(loc uint64, rec []byte) error {
 		fresh.recs = append(fresh.recs, rec)
 		return fn(loc, rec)

@@ -135,7 +135,7 @@ func checkInvariants(t *testing.T, s *State, log []Entry) {
 	// Reserved equals what the active holds hold.
 	active := map[string]int64{}
 	for _, slot := range s.heap {
-		h := s.holds[slot]
+		h := s.holds.at(slot)
 		active[h.productID] += h.qty
 	}
 	for id := range got {
@@ -183,7 +183,7 @@ func sameState(a, b *State) string {
 	}{
 		{"reservations", a.resv, b.resv}, {"holds", a.holds, b.holds}, {"free slots", a.free, b.free},
 		{"expiry heap", a.heap, b.heap}, {"idempotency keys", a.idem, b.idem},
-		{"key ages", a.ages.items[a.ages.head:], b.ages.items[b.ages.head:]},
+		{"key ages", a.ages.all(), b.ages.all()},
 		{"counters", [2]any{a.entries, a.lastAt}, [2]any{b.entries, b.lastAt}},
 	} {
 		if !reflect.DeepEqual(f.a, f.b) {

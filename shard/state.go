@@ -22,7 +22,7 @@ type State struct {
 	// resv indexes every reservation ever made in the shard, by
 	// (product, reservation id): reservation ids are never reused.
 	resv  map[hkey]resvRecord
-	holds []hold  // slab of active holds, indexed by resvRecord.settle
+	holds slab    // active holds, indexed by resvRecord.settle
 	free  []int32 // free slab slots
 	heap  expiryHeap
 	idem  map[hkey]idemRecord
@@ -104,17 +104,13 @@ func newState(shard int, retention int64, seeds [2]maphash.Seed) *State {
 	}
 }
 
+// idPair is what hash hashes: the pair, not a concatenation, so that no two
+// pairs share an input.
+type idPair struct{ a, b string }
+
 func (s *State) hash(a, b string) hkey {
-	var h maphash.Hash
-	var k hkey
-	for i := range k {
-		h.SetSeed(s.seeds[i])
-		h.WriteString(a)
-		h.WriteByte(0) // not in any id's charset: (a, b) is unambiguous
-		h.WriteString(b)
-		k[i] = h.Sum64()
-	}
-	return k
+	p := idPair{a, b}
+	return hkey{maphash.Comparable(s.seeds[0], p), maphash.Comparable(s.seeds[1], p)}
 }
 
 // Stock returns the balances of a product, and false if it has no entries.
@@ -184,7 +180,7 @@ func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error
 			e.State = st
 			return out, outcome{}, e
 		}
-		h = &s.holds[r.settle]
+		h = s.holds.at(int32(r.settle))
 	}
 
 	available := onHand - reserved
@@ -279,7 +275,7 @@ func (s *State) expire(now int64, skip func(productID string) bool, out []Entry)
 	if len(s.heap) == 0 {
 		return out, false
 	}
-	h := &s.holds[s.heap[0]]
+	h := s.holds.at(s.heap[0])
 	if h.expiresAt > now || (skip != nil && skip(h.productID)) {
 		return out, false
 	}
@@ -306,34 +302,30 @@ func (s *State) NextDeadline() (int64, bool) {
 	if len(s.heap) == 0 {
 		return 0, false
 	}
-	return s.holds[s.heap[0]].expiresAt, true
+	return s.holds.at(s.heap[0]).expiresAt, true
 }
 
 // apply adds one entry to the state; loc is where the journal stores it. It
 // is the only mutation of State. It checks every invariant the entry must
-// keep and returns an error, without changing anything, when one fails: that
-// is corrupt input during replay and a bug during live processing.
+// keep and returns an error when one fails: corrupt input during replay, a
+// bug during live processing. After an error the State must be discarded
+// (the map checks are made by inserting, to spare a lookup on the hot path).
 func (s *State) apply(e *Entry, loc uint64) error {
-	if err := s.check(e); err != nil {
+	p := s.products[e.ProductID]
+	k, r, err := s.check(e, p)
+	if err != nil {
 		return fmt.Errorf("entry %s of product %q version %d: %w", e.ID, e.ProductID, e.Version, err)
 	}
-	p := s.products[e.ProductID]
-	if p == nil {
-		p = &product{}
-		s.products[e.ProductID] = p
-	}
-	p.onHand, p.reserved, p.version, p.updatedAt = e.OnHand, e.Reserved, e.Version, e.CreatedAt
-	p.locs = append(p.locs, loc)
-
 	switch e.Type {
 	case TypeReserve:
-		k := s.hash(e.ProductID, e.ReservationID)
+		n := len(s.resv)
 		slot := s.allocHold(hold{productID: e.ProductID, id: e.ReservationID, qty: e.Quantity, expiresAt: e.ExpiresAt})
 		s.resv[k] = resvRecord{meta: uint64(e.Version)<<3 | uint64(StateActive), settle: int64(slot)}
+		if len(s.resv) == n {
+			return fmt.Errorf("entry %s: reservation %q reserved twice", e.ID, e.ReservationID)
+		}
 	case TypeCommit:
-		k := s.hash(e.ProductID, e.ReservationID)
-		r := s.resv[k]
-		if rest := s.holds[r.settle].qty - e.Quantity; rest > 0 {
+		if rest := s.holds.at(int32(r.settle)).qty - e.Quantity; rest > 0 {
 			s.cont = continuation{pending: true, version: e.Version + 1, rest: rest}
 		}
 		s.settle(k, r, StateCommitted, e.Version)
@@ -342,88 +334,94 @@ func (s *State) apply(e *Entry, loc uint64) error {
 		case OriginContinuation:
 			s.cont = continuation{}
 		case OriginExpiry:
-			k := s.hash(e.ProductID, e.ReservationID)
-			s.settle(k, s.resv[k], StateExpired, e.Version)
+			s.settle(k, r, StateExpired, e.Version)
 		default:
-			k := s.hash(e.ProductID, e.ReservationID)
-			s.settle(k, s.resv[k], StateReleased, e.Version)
+			s.settle(k, r, StateReleased, e.Version)
 		}
 	}
 	if e.IdempotencyKey != "" {
-		k := s.hash(e.ProductID, e.IdempotencyKey)
-		s.idem[k] = idemRecord{fp: e.Fingerprint, version: e.Version}
-		s.ages.push(idemAge{key: k, at: e.CreatedAt})
+		ik := s.hash(e.ProductID, e.IdempotencyKey)
+		n := len(s.idem)
+		s.idem[ik] = idemRecord{fp: e.Fingerprint, version: e.Version}
+		if len(s.idem) == n {
+			return fmt.Errorf("entry %s: idempotency key %q applied twice", e.ID, e.IdempotencyKey)
+		}
+		s.ages.push(idemAge{key: ik, at: e.CreatedAt})
 	}
+	if p == nil {
+		p = &product{}
+		s.products[e.ProductID] = p
+	}
+	p.onHand, p.reserved, p.version, p.updatedAt = e.OnHand, e.Reserved, e.Version, e.CreatedAt
+	p.locs = append(p.locs, loc)
 	s.entries++
 	s.lastAt = max(s.lastAt, e.CreatedAt)
 	return nil
 }
 
-// check returns why e cannot follow the current state, or nil.
-func (s *State) check(e *Entry) error {
+// check returns why e cannot follow the current state of its product p, or
+// nil; for a RESERVE, COMMIT or RELEASE it also returns the reservation's key
+// and, for the last two, its record.
+func (s *State) check(e *Entry, p *product) (hkey, resvRecord, error) {
+	var k hkey
+	var r resvRecord
 	if e.Type == 0 || e.Type >= typeEnd || e.Origin >= originEnd {
-		return fmt.Errorf("unknown type %d or origin %d", e.Type, e.Origin)
+		return k, r, fmt.Errorf("unknown type %d or origin %d", e.Type, e.Origin)
 	}
 	if e.Quantity < 1 || e.Quantity > StockMax {
-		return fmt.Errorf("quantity %d out of range", e.Quantity)
+		return k, r, fmt.Errorf("quantity %d out of range", e.Quantity)
 	}
 	if s.cont.pending != (e.Origin == OriginContinuation) {
-		return fmt.Errorf("partial COMMIT and its RELEASE are not adjacent")
+		return k, r, fmt.Errorf("partial COMMIT and its RELEASE are not adjacent")
 	}
 	var onHand, reserved, version int64
-	if p := s.products[e.ProductID]; p != nil {
+	if p != nil {
 		onHand, reserved, version = p.onHand, p.reserved, p.version
 	}
 	if e.Version != version+1 {
-		return fmt.Errorf("version gap: product is at version %d", version)
+		return k, r, fmt.Errorf("version gap: product is at version %d", version)
 	}
 	delta, wantOnHand, wantReserved := effect(e.Type, e.Quantity, onHand, reserved)
 	if e.Delta != delta || e.OnHand != wantOnHand || e.Reserved != wantReserved {
-		return fmt.Errorf("balances do not add up: got delta %d on_hand %d reserved %d, want %d %d %d",
+		return k, r, fmt.Errorf("balances do not add up: got delta %d on_hand %d reserved %d, want %d %d %d",
 			e.Delta, e.OnHand, e.Reserved, delta, wantOnHand, wantReserved)
 	}
 	if e.Reserved < 0 || e.OnHand-e.Reserved < 0 || e.OnHand > StockMax {
-		return fmt.Errorf("balance out of range: on_hand %d reserved %d", e.OnHand, e.Reserved)
+		return k, r, fmt.Errorf("balance out of range: on_hand %d reserved %d", e.OnHand, e.Reserved)
 	}
 	if e.CreatedAt < s.lastAt {
-		return fmt.Errorf("created_at %d before the shard's last %d", e.CreatedAt, s.lastAt)
+		return k, r, fmt.Errorf("created_at %d before the shard's last %d", e.CreatedAt, s.lastAt)
 	}
-	if e.IdempotencyKey != "" {
-		if e.Origin != OriginRequest || e.Fingerprint == 0 {
-			return fmt.Errorf("idempotency key on an entry the service wrote")
-		}
-		if _, ok := s.idem[s.hash(e.ProductID, e.IdempotencyKey)]; ok {
-			return fmt.Errorf("idempotency key %q applied twice", e.IdempotencyKey)
-		}
+	if e.IdempotencyKey != "" && (e.Origin != OriginRequest || e.Fingerprint == 0) {
+		return k, r, fmt.Errorf("idempotency key on an entry the service wrote")
 	}
 	switch e.Type {
 	case TypeReserve:
 		if e.ExpiresAt <= e.CreatedAt {
-			return fmt.Errorf("hold expires at %d, not after its creation", e.ExpiresAt)
+			return k, r, fmt.Errorf("hold expires at %d, not after its creation", e.ExpiresAt)
 		}
-		if _, ok := s.resv[s.hash(e.ProductID, e.ReservationID)]; ok {
-			return fmt.Errorf("reservation %q reserved twice", e.ReservationID)
-		}
+		k = s.hash(e.ProductID, e.ReservationID)
 	case TypeCommit, TypeRelease:
 		if e.Origin == OriginContinuation {
 			if e.Type != TypeRelease || e.Version != s.cont.version || e.Quantity != s.cont.rest {
-				return fmt.Errorf("RELEASE after a partial COMMIT does not release the rest")
+				return k, r, fmt.Errorf("RELEASE after a partial COMMIT does not release the rest")
 			}
 			break
 		}
 		if e.Type == TypeCommit && e.Origin != OriginRequest {
-			return fmt.Errorf("COMMIT with origin %d", e.Origin)
+			return k, r, fmt.Errorf("COMMIT with origin %d", e.Origin)
 		}
-		r, ok := s.resv[s.hash(e.ProductID, e.ReservationID)]
-		if !ok || r.state() != StateActive {
-			return fmt.Errorf("%s of reservation %q that is not active", e.Type, e.ReservationID)
+		k = s.hash(e.ProductID, e.ReservationID)
+		var ok bool
+		if r, ok = s.resv[k]; !ok || r.state() != StateActive {
+			return k, r, fmt.Errorf("%s of reservation %q that is not active", e.Type, e.ReservationID)
 		}
-		held := s.holds[r.settle].qty
+		held := s.holds.at(int32(r.settle)).qty
 		if e.Quantity > held || (e.Type == TypeRelease && e.Quantity != held) {
-			return fmt.Errorf("%s of %d from a hold of %d", e.Type, e.Quantity, held)
+			return k, r, fmt.Errorf("%s of %d from a hold of %d", e.Type, e.Quantity, held)
 		}
 	}
-	return nil
+	return k, r, nil
 }
 
 func (s *State) allocHold(h hold) int32 {
@@ -431,20 +429,19 @@ func (s *State) allocHold(h hold) int32 {
 	if n := len(s.free); n > 0 {
 		slot = s.free[n-1]
 		s.free = s.free[:n-1]
-		s.holds[slot] = h
 	} else {
-		slot = int32(len(s.holds))
-		s.holds = append(s.holds, h)
+		slot = s.holds.grow()
 	}
-	s.heap.push(s.holds, slot)
+	*s.holds.at(slot) = h
+	s.heap.push(&s.holds, slot)
 	return slot
 }
 
 // settle ends the active hold of record r under key k.
 func (s *State) settle(k hkey, r resvRecord, st ReservationState, version int64) {
 	slot := int32(r.settle)
-	s.heap.remove(s.holds, int(s.holds[slot].heapIdx))
-	s.holds[slot] = hold{}
+	s.heap.remove(&s.holds, int(s.holds.at(slot).heapIdx))
+	*s.holds.at(slot) = hold{}
 	s.free = append(s.free, slot)
 	s.resv[k] = resvRecord{meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version}
 }
@@ -489,7 +486,7 @@ func (s *State) fork(ops []Op) *State {
 			if r, ok := s.resv[k]; ok {
 				if _, done := f.resv[k]; !done {
 					if r.state() == StateActive {
-						r.settle = int64(f.allocHold(s.holds[r.settle]))
+						r.settle = int64(f.allocHold(*s.holds.at(int32(r.settle))))
 					}
 					f.resv[k] = r
 				}

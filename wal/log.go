@@ -159,20 +159,24 @@ type Report struct {
 
 // Log is a write-ahead log of one shard. Open, Commit and Close are called
 // only from the owning goroutine; Read, LastSeq and Dir from any goroutine.
+// A pipelined writer may split Commit into Locate, on the goroutine that
+// orders blocks, and Write, on one other goroutine (see Locate).
 type Log struct {
 	dir  string  // absolute; immutable
 	opts Options // defaults filled in; immutable
 
 	tw      *tidwall.Log
-	batch   tidwall.Batch // reused: one entry per Commit
+	batch   tidwall.Batch // reused: one entry per Write
 	block   []byte        // reused block buffer
 	lastSeq atomic.Uint64
 
-	// tidwall's segment cycling, mirrored to compute Locs.
-	tailFirst uint64 // first index of the tail segment
-	tailBytes int    // size of the tail segment file
+	// tidwall's segment cycling, mirrored twice: located is where the next
+	// Locate places a block, written where the next Write lands. They are
+	// equal whenever no located block waits to be written.
+	located tail // owned by the Locate goroutine
+	written tail // owned by the Write goroutine
 
-	failed error // first Commit failure, wrapping ErrFailed
+	failed error // first Write failure, wrapping ErrFailed
 	closed bool
 
 	// Seams for fault tests; tw.WriteBatch and syncDir in production.
@@ -180,9 +184,36 @@ type Log struct {
 	syncDir func(dir string) error
 }
 
+// tail mirrors tidwall's tail segment to compute where blocks land.
+type tail struct {
+	seq   uint64 // last block placed
+	first uint64 // first index of the tail segment
+	bytes int    // size of the tail segment file
+}
+
+// place advances t past the next block, of n bytes, and returns where its
+// payload starts: tidwall cycles a tail already over segmentBytes before a
+// write, and a tail reaching segmentBytes right after it. created reports
+// that the write creates a segment file.
+func (t *tail) place(n, segmentBytes int) (seq, first uint64, base int, created bool) {
+	seq = t.seq + 1
+	if t.bytes > segmentBytes {
+		t.first, t.bytes, created = seq, 0, true
+	}
+	frame := uvarintBytes(uint64(n))
+	first, base = t.first, t.bytes+frame
+	t.bytes += frame + n
+	if t.bytes >= segmentBytes {
+		t.first, t.bytes, created = seq+1, 0, true
+	}
+	t.seq = seq
+	return seq, first, base, created
+}
+
 // Commit appends recs as one block, with one write and one fsync, plus an
 // fsync of the directory when tidwall created a segment file. It stores the
 // Loc of recs[i] in locs[i]. On return without error the block is durable.
+// It is Locate followed by Write.
 //
 // An empty recs, an empty record or too few locs is refused without writing.
 // A block over BlockBytesMax returns ErrBlockTooLarge and the Log stays
@@ -198,45 +229,69 @@ func (l *Log) Commit(recs [][]byte, locs []uint64) error {
 		return ErrClosed
 	case l.failed != nil:
 		return l.failed
+	}
+	if err := l.Locate(recs, locs); err != nil {
+		return err
+	}
+	return l.Write(recs)
+}
+
+// Locate computes the Loc of every record of recs as the next block after
+// those already located, without any I/O, and stores it in locs. Write must
+// then write the same recs, blocks in the order they were located. Locate
+// and Write may run on two goroutines at once (Locate touches only the
+// located mirror), so that a shard can decide its next batch while the last
+// one is being written; a block that fails to write fails the Log, and every
+// block located after it is then lost, never acknowledged.
+//
+// Refusals (no records, an empty record, too few locs, ErrBlockTooLarge) do
+// not fail the Log and locate nothing.
+func (l *Log) Locate(recs [][]byte, locs []uint64) error {
+	switch {
 	case len(recs) == 0:
 		return errNoRecords
 	case len(locs) < len(recs):
 		return errShortLocs
 	}
-	for _, r := range recs {
+	n := headerBytes
+	for i, r := range recs {
 		if len(r) == 0 {
 			return errEmptyRecord
 		}
+		locs[i] = uint64(n)
+		n += uvarintBytes(uint64(len(r))) + recordCRCBytes + len(r)
 	}
-	if n := blockBytes(recs); n > l.opts.BlockBytesMax {
+	if n > l.opts.BlockBytesMax {
 		return fmt.Errorf("wal: block of %d bytes over %d: %w", n, l.opts.BlockBytesMax, ErrBlockTooLarge)
 	}
-	seq := l.lastSeq.Load() + 1
-	if seq >= seqLimit-1 {
+	if l.located.seq+1 >= seqLimit-1 {
 		return errSeqSpace
 	}
-	l.block = appendBlock(l.block[:0], seq, recs, locs)
-
-	// Mirror tidwall's writeBatch: a tail already over SegmentBytes is
-	// cycled before the write, a tail reaching it after the write.
-	created := false
-	if l.tailBytes > l.opts.SegmentBytes {
-		l.tailFirst, l.tailBytes, created = seq, 0, true
-	}
-	frame := uvarintBytes(uint64(len(l.block)))
-	base := l.tailBytes + frame
+	_, first, base, _ := l.located.place(n, l.opts.SegmentBytes)
 	for i := range recs {
-		locs[i] = makeLoc(l.tailFirst, base+int(locs[i]))
+		locs[i] = makeLoc(first, base+int(locs[i]))
 	}
+	return nil
+}
 
+// Write writes the oldest located block, which must hold recs, with one
+// write and one fsync, plus an fsync of the directory when tidwall created a
+// segment file. On return without error the block is durable. Any failure
+// fails the Log for good (ErrFailed). Write is called from one goroutine at a
+// time, in Locate order.
+func (l *Log) Write(recs [][]byte) error {
+	switch {
+	case l.closed:
+		return ErrClosed
+	case l.failed != nil:
+		return l.failed
+	}
+	seq, _, _, created := l.written.place(blockBytes(recs), l.opts.SegmentBytes)
+	l.block = appendBlock(l.block[:0], seq, recs, nil)
 	l.batch.Clear()
 	l.batch.Write(seq, l.block)
 	if err := l.write(&l.batch); err != nil {
 		return l.fail(seq, err)
-	}
-	l.tailBytes += frame + len(l.block)
-	if l.tailBytes >= l.opts.SegmentBytes {
-		l.tailFirst, l.tailBytes, created = seq+1, 0, true
 	}
 	if created {
 		if err := l.syncDir(l.dir); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -243,9 +244,12 @@ func checkMirror(t *testing.T, l *Log) {
 			}
 			continue
 		}
-		if s.first != l.tailFirst || fi.Size() != int64(l.tailBytes) {
+		if s.first != l.written.first || fi.Size() != int64(l.written.bytes) {
 			t.Fatalf("tail on disk: %s with %d bytes; mirrored: %s with %d bytes",
-				filepath.Base(s.path), fi.Size(), segmentName(l.tailFirst), l.tailBytes)
+				filepath.Base(s.path), fi.Size(), segmentName(l.written.first), l.written.bytes)
+		}
+		if l.located != l.written {
+			t.Fatalf("located mirror %+v differs from written %+v with nothing in flight", l.located, l.written)
 		}
 	}
 }
@@ -280,9 +284,9 @@ func TestMirrorMatchesFiles(t *testing.T) {
 	// Reopened with a smaller target, the tail is over SegmentBytes and
 	// tidwall cycles before writing: the block lands at the start of a new
 	// segment named after its own index.
-	tail := int(l.tailBytes)
+	tailSize := int(l.written.bytes)
 	next := l.LastSeq() + 1
-	l, _, _ = openLog(t, dir, Options{SegmentBytes: tail - 1, BlockBytesMax: opts.BlockBytesMax})
+	l, _, _ = openLog(t, dir, Options{SegmentBytes: tailSize - 1, BlockBytesMax: opts.BlockBytesMax})
 	syncs = countSyncs(l)
 	recs := [][]byte{[]byte("first"), []byte("second")}
 	got := commit(t, l, recs)
@@ -299,18 +303,18 @@ func TestMirrorMatchesFiles(t *testing.T) {
 
 	// Reopened with the tail exactly at SegmentBytes, tidwall appends to it
 	// and cycles after the write.
-	tail = int(l.tailBytes)
-	first := l.tailFirst
-	l, _, _ = openLog(t, dir, Options{SegmentBytes: tail, BlockBytesMax: opts.BlockBytesMax})
+	tailSize = int(l.written.bytes)
+	first := l.written.first
+	l, _, _ = openLog(t, dir, Options{SegmentBytes: tailSize, BlockBytesMax: opts.BlockBytesMax})
 	syncs = countSyncs(l)
 	got = commit(t, l, recs)
-	if want := makeLoc(first, tail+frame+headerBytes); got[0].loc != want {
+	if want := makeLoc(first, tailSize+frame+headerBytes); got[0].loc != want {
 		t.Errorf("cycle after write: got loc %#x, want %#x", got[0].loc, want)
 	}
 	checkMirror(t, l)
-	if l.tailFirst != l.LastSeq()+1 || l.tailBytes != 0 || *syncs != 1 {
+	if l.written.first != l.LastSeq()+1 || l.written.bytes != 0 || *syncs != 1 {
 		t.Errorf("cycle after write: tail %d with %d bytes, %d directory fsyncs; want %d, 0, 1",
-			l.tailFirst, l.tailBytes, *syncs, l.LastSeq()+1)
+			l.written.first, l.written.bytes, *syncs, l.LastSeq()+1)
 	}
 	want = append(want, got...)
 	readAll(t, l, want)
@@ -347,7 +351,7 @@ func TestCommitArguments(t *testing.T) {
 	// None of them fails the log.
 	commit(t, l, [][]byte{[]byte("ok")})
 
-	l.lastSeq.Store(seqLimit - 2)
+	l.located.seq = seqLimit - 2
 	if err := l.Commit([][]byte{{1}}, locs); !errors.Is(err, errSeqSpace) {
 		t.Errorf("sequence space exhausted: got %v, want %v", err, errSeqSpace)
 	}
@@ -478,4 +482,54 @@ func TestCorruptErrorMessage(t *testing.T) {
 	if got := err.Error(); got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
+}
+
+// TestPipelinedLocateWrite locates blocks on one goroutine while another
+// writes them, as a pipelined shard does: the Locs are those Commit would
+// give, and every record reads back.
+func TestPipelinedLocateWrite(t *testing.T) {
+	dir := t.TempDir()
+	l, _, err := Open(dir, Options{SegmentBytes: 4096}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type block struct {
+		recs [][]byte
+		locs []uint64
+	}
+	queue := make(chan block, 2)
+	done := make(chan error)
+	go func() {
+		for b := range queue {
+			if err := l.Write(b.recs); err != nil {
+				done <- err
+				return
+			}
+			for i, loc := range b.locs {
+				got, err := l.Read(loc)
+				if err != nil || string(got) != string(b.recs[i]) {
+					done <- fmt.Errorf("read %#x: %q %v", loc, got, err)
+					return
+				}
+			}
+		}
+		done <- nil
+	}()
+	for n := 0; n < 300; n++ {
+		recs := make([][]byte, 1+n%7)
+		for i := range recs {
+			recs[i] = []byte(strings.Repeat(string(rune('a'+i)), 1+(n*31+i)%400))
+		}
+		locs := make([]uint64, len(recs))
+		if err := l.Locate(recs, locs); err != nil {
+			t.Fatal(err)
+		}
+		queue <- block{recs, locs}
+	}
+	close(queue)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	checkMirror(t, l)
+	l.Close()
 }

@@ -93,13 +93,13 @@ func Open(dir string, opts Options, fn func(loc uint64, rec []byte) error) (*Log
 	}
 
 	l := &Log{
-		dir:       dir,
-		opts:      opts,
-		tw:        tw,
-		tailFirst: tailFirst,
-		tailBytes: tailBytes,
-		write:     tw.WriteBatch,
-		syncDir:   syncDir,
+		dir:     dir,
+		opts:    opts,
+		tw:      tw,
+		located: tail{seq: s.seq, first: tailFirst, bytes: tailBytes},
+		written: tail{seq: s.seq, first: tailFirst, bytes: tailBytes},
+		write:   tw.WriteBatch,
+		syncDir: syncDir,
 	}
 	l.lastSeq.Store(s.seq)
 	rep.Blocks = s.seq
