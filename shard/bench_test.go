@@ -161,7 +161,9 @@ func BenchmarkReplay(b *testing.B) {
 
 // writeLedger writes products×perProduct entries (ADD, then RESERVE and
 // COMMIT or RELEASE) straight through State and WAL, as the actor would.
+// They are an hour old, so a replay must restore every idempotency key.
 func writeLedger(tb testing.TB, dir string, shards, products, perProduct int) {
+	at := time.Now().Add(-time.Hour).UnixNano()
 	logs := make([]*wal.Log, shards)
 	states := make([]*State, shards)
 	for i := range logs {
@@ -200,7 +202,7 @@ func writeLedger(tb testing.TB, dir string, shards, products, perProduct int) {
 				op.Type, op.ReservationID = TypeRelease, "r"+strconv.Itoa(v-1)
 			}
 			var err *Error
-			out, _, err = s.decide(&op, t0, out[:0])
+			out, _, err = s.decide(&op, at, out[:0])
 			if err != nil {
 				tb.Fatalf("%s: %v", op.Type, err)
 			}

@@ -90,7 +90,9 @@ func (e *Engine) start(open OpenJournal) {
 	for i := range e.cfg.Shards {
 		wg.Go(func() {
 			st := NewState(i, int64(e.cfg.Retention))
+			st.keysFrom = e.cfg.Clock() - int64(e.cfg.Retention)
 			j, err := replayShard(i, st, open)
+			st.keysFrom = 0
 			if err != nil {
 				errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
 				return

@@ -553,3 +553,24 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestReplaySkipsKeysOutOfRetention restarts after the retention window has
+// passed: the old keys are gone (the same request applies again), while a
+// key inside the window still replays.
+func TestReplaySkipsKeysOutOfRetention(t *testing.T) {
+	te := startEngine(t, 2)
+	te.cfg.Retention = time.Hour
+	te.restart()
+	old := add("p", 1)
+	te.write(old)
+	te.clock.advance(2 * time.Hour)
+	recent := add("p", 2)
+	te.write(recent)
+	te.restart()
+	if res := te.write(recent); !res.Replayed {
+		t.Errorf("key inside the window: not replayed")
+	}
+	if res := te.write(old); res.Replayed || res.Stock.OnHand != 4 {
+		t.Errorf("key outside the window: %+v, want a new ADD", res)
+	}
+}

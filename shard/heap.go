@@ -70,61 +70,70 @@ func (h expiryHeap) down(holds *slab, i int) bool {
 	return i > start
 }
 
-// idemAge records when an idempotency key was applied, in apply order.
-type idemAge struct {
-	key hkey
-	at  int64
-}
-
-// idemAges is a FIFO of idempotency keys in the order they were applied,
-// which is created_at order: the oldest key is always at the head, so
-// forgetting expired keys costs O(1) each. It is stored in fixed chunks, so
-// growing it never copies what it holds.
+// idemAges queues idempotency keys in the order they were applied, which is
+// created_at order, so the oldest are always at the head. Keys are kept in
+// chunks, each spanning at most span nanoseconds of created_at, and a chunk
+// is forgotten once its newest key is older than the retention window: a
+// key is remembered for at least the window and at most one span longer,
+// for 16 bytes instead of the 24 a per-key timestamp would cost.
 type idemAges struct {
-	chunks [][]idemAge
-	head   int // next to pop, in chunks[0]
+	chunks []ageChunk
+	head   int // keys of chunks[0] already forgotten
 	n      int
+	span   int64
 }
 
+type ageChunk struct {
+	keys        []hkey
+	first, last int64 // created_at of the oldest and newest key
+}
+
+// agesChunk bounds the keys of one chunk (64 KiB).
 const agesChunk = 4096
 
-func (q *idemAges) push(a idemAge) {
+func (q *idemAges) push(k hkey, at int64) {
 	last := len(q.chunks) - 1
-	if last < 0 || len(q.chunks[last]) == agesChunk {
-		q.chunks = append(q.chunks, make([]idemAge, 0, agesChunk))
+	if last < 0 || len(q.chunks[last].keys) == agesChunk || at-q.chunks[last].first > q.span {
+		q.chunks = append(q.chunks, ageChunk{first: at})
 		last++
 	}
-	q.chunks[last] = append(q.chunks[last], a)
+	c := &q.chunks[last]
+	c.keys = append(c.keys, k)
+	c.last = at
 	q.n++
 }
 
-func (q *idemAges) peek() (idemAge, bool) {
-	if q.n == 0 {
-		return idemAge{}, false
+// popBefore removes up to n keys of chunks whose newest key is older than
+// cutoff, calling fn with each, and returns how many it removed.
+func (q *idemAges) popBefore(cutoff int64, n int, fn func(hkey)) int {
+	done := 0
+	for done < n && len(q.chunks) > 0 && q.chunks[0].last < cutoff {
+		c := &q.chunks[0]
+		for ; q.head < len(c.keys) && done < n; q.head++ {
+			fn(c.keys[q.head])
+			done++
+		}
+		if q.head == len(c.keys) {
+			q.chunks[0] = ageChunk{}
+			q.chunks = q.chunks[1:]
+			q.head = 0
+		}
 	}
-	return q.chunks[0][q.head], true
-}
-
-func (q *idemAges) pop() {
-	q.head++
-	q.n--
-	if q.head == len(q.chunks[0]) && (q.head == agesChunk || q.n == 0) {
-		q.chunks[0] = nil
-		q.chunks = q.chunks[1:]
-		q.head = 0
-	}
+	q.n -= done
+	return done
 }
 
 func (q *idemAges) len() int { return q.n }
 
-// all returns the queued ages in order (for tests).
-func (q *idemAges) all() []idemAge {
-	var out []idemAge
+// all returns the queued keys in order (for tests).
+func (q *idemAges) all() []hkey {
+	var out []hkey
 	for i, c := range q.chunks {
+		k := c.keys
 		if i == 0 {
-			c = c[q.head:]
+			k = k[q.head:]
 		}
-		out = append(out, c...)
+		out = append(out, k...)
 	}
 	return out
 }

@@ -21,16 +21,20 @@ type State struct {
 	products map[string]*product
 	// resv indexes every reservation ever made in the shard, by
 	// (product, reservation id): reservation ids are never reused.
-	resv  map[hkey]resvRecord
+	resv  table[resvRecord]
 	holds slab    // active holds, indexed by resvRecord.settle
 	free  []int32 // free slab slots
 	heap  expiryHeap
-	idem  map[hkey]idemRecord
+	idem  table[idemRecord]
 	ages  idemAges
 
 	entries uint64 // entries applied: the counter in entry ids
 	lastAt  int64  // largest created_at applied
 	cont    continuation
+	// keysFrom is the oldest created_at whose idempotency key apply keeps:
+	// replay sets it to the start of the retention window, so that keys
+	// already out of it cost neither time nor memory; live it is 0.
+	keysFrom int64
 }
 
 // product holds the balances of one product. Its id is the key of
@@ -98,9 +102,8 @@ func newState(shard int, retention int64, seeds [2]maphash.Seed) *State {
 		shard:     shard,
 		retention: retention,
 		seeds:     seeds,
+		ages:      idemAges{span: retention / 64},
 		products:  make(map[string]*product),
-		resv:      make(map[hkey]resvRecord),
-		idem:      make(map[hkey]idemRecord),
 	}
 }
 
@@ -110,7 +113,8 @@ type idPair struct{ a, b string }
 
 func (s *State) hash(a, b string) hkey {
 	p := idPair{a, b}
-	return hkey{maphash.Comparable(s.seeds[0], p), maphash.Comparable(s.seeds[1], p)}
+	// The low bit set keeps the zero key free to mark empty table slots.
+	return hkey{maphash.Comparable(s.seeds[0], p) | 1, maphash.Comparable(s.seeds[1], p)}
 }
 
 // Stock returns the balances of a product, and false if it has no entries.
@@ -144,7 +148,7 @@ type outcome struct {
 // have passed Validate.
 func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error) {
 	fp := op.fingerprint()
-	if r, ok := s.idem[s.hash(op.ProductID, op.IdempotencyKey)]; ok {
+	if r, ok := s.idem.get(s.hash(op.ProductID, op.IdempotencyKey)); ok {
 		if r.fp != fp {
 			return out, outcome{}, errorf(CodeIdempotencyKeyReused,
 				"idempotency key %q was used for a different request on this product", op.IdempotencyKey)
@@ -165,12 +169,12 @@ func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error
 	var h *hold
 	switch op.Type {
 	case TypeReserve:
-		if _, ok := s.resv[s.hash(op.ProductID, op.ReservationID)]; ok {
+		if _, ok := s.resv.get(s.hash(op.ProductID, op.ReservationID)); ok {
 			return out, outcome{}, errorf(CodeReservationExists,
 				"reservation %q already exists on this product", op.ReservationID)
 		}
 	case TypeCommit, TypeRelease:
-		r, ok := s.resv[s.hash(op.ProductID, op.ReservationID)]
+		r, ok := s.resv.get(s.hash(op.ProductID, op.ReservationID))
 		st := r.state()
 		if !ok {
 			st = StateUnknown
@@ -318,10 +322,8 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	}
 	switch e.Type {
 	case TypeReserve:
-		n := len(s.resv)
 		slot := s.allocHold(hold{productID: e.ProductID, id: e.ReservationID, qty: e.Quantity, expiresAt: e.ExpiresAt})
-		s.resv[k] = resvRecord{meta: uint64(e.Version)<<3 | uint64(StateActive), settle: int64(slot)}
-		if len(s.resv) == n {
+		if !s.resv.put(k, resvRecord{meta: uint64(e.Version)<<3 | uint64(StateActive), settle: int64(slot)}) {
 			return fmt.Errorf("entry %s: reservation %q reserved twice", e.ID, e.ReservationID)
 		}
 	case TypeCommit:
@@ -339,14 +341,12 @@ func (s *State) apply(e *Entry, loc uint64) error {
 			s.settle(k, r, StateReleased, e.Version)
 		}
 	}
-	if e.IdempotencyKey != "" {
+	if e.IdempotencyKey != "" && e.CreatedAt >= s.keysFrom {
 		ik := s.hash(e.ProductID, e.IdempotencyKey)
-		n := len(s.idem)
-		s.idem[ik] = idemRecord{fp: e.Fingerprint, version: e.Version}
-		if len(s.idem) == n {
+		if !s.idem.put(ik, idemRecord{fp: e.Fingerprint, version: e.Version}) {
 			return fmt.Errorf("entry %s: idempotency key %q applied twice", e.ID, e.IdempotencyKey)
 		}
-		s.ages.push(idemAge{key: ik, at: e.CreatedAt})
+		s.ages.push(ik, e.CreatedAt)
 	}
 	if p == nil {
 		p = &product{}
@@ -413,7 +413,7 @@ func (s *State) check(e *Entry, p *product) (hkey, resvRecord, error) {
 		}
 		k = s.hash(e.ProductID, e.ReservationID)
 		var ok bool
-		if r, ok = s.resv[k]; !ok || r.state() != StateActive {
+		if r, ok = s.resv.get(k); !ok || r.state() != StateActive {
 			return k, r, fmt.Errorf("%s of reservation %q that is not active", e.Type, e.ReservationID)
 		}
 		held := s.holds.at(int32(r.settle)).qty
@@ -443,29 +443,19 @@ func (s *State) settle(k hkey, r resvRecord, st ReservationState, version int64)
 	s.heap.remove(&s.holds, int(s.holds.at(slot).heapIdx))
 	*s.holds.at(slot) = hold{}
 	s.free = append(s.free, slot)
-	s.resv[k] = resvRecord{meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version}
+	s.resv.put(k, resvRecord{meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version})
 }
 
 // forget drops idempotency keys applied before now minus the retention
-// window, at most n of them; it returns how many it dropped.
+// window (give or take a 64th of it, see idemAges), at most n of them; it
+// returns how many it dropped.
 func (s *State) forget(now int64, n int) int {
-	dropped := 0
-	for dropped < n {
-		a, ok := s.ages.peek()
-		if !ok || a.at >= now-s.retention {
-			break
-		}
-		s.ages.pop()
-		delete(s.idem, a.key)
-		dropped++
-	}
-	return dropped
+	return s.ages.popBefore(now-s.retention, n, func(k hkey) { s.idem.del(k) })
 }
 
 // reservation returns the index record of a reservation.
 func (s *State) reservation(productID, reservationID string) (resvRecord, bool) {
-	r, ok := s.resv[s.hash(productID, reservationID)]
-	return r, ok
+	return s.resv.get(s.hash(productID, reservationID))
 }
 
 // fork returns a scratch copy of the part of s that ops read, so that an
@@ -483,18 +473,18 @@ func (s *State) fork(ops []Op) *State {
 		}
 		if op.ReservationID != "" {
 			k := s.hash(op.ProductID, op.ReservationID)
-			if r, ok := s.resv[k]; ok {
-				if _, done := f.resv[k]; !done {
+			if r, ok := s.resv.get(k); ok {
+				if _, done := f.resv.get(k); !done {
 					if r.state() == StateActive {
 						r.settle = int64(f.allocHold(*s.holds.at(int32(r.settle))))
 					}
-					f.resv[k] = r
+					f.resv.put(k, r)
 				}
 			}
 		}
 		k := s.hash(op.ProductID, op.IdempotencyKey)
-		if r, ok := s.idem[k]; ok {
-			f.idem[k] = r
+		if r, ok := s.idem.get(k); ok {
+			f.idem.put(k, r)
 		}
 	}
 	return f

@@ -1,0 +1,303 @@
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/inventory-ledger/inventory/wal"
+)
+
+// acked is an acknowledged write: what must survive any crash.
+type acked struct {
+	product string
+	entries []Entry
+}
+
+// load drives writes of every kind from several goroutines until stop is
+// closed, and returns what was acknowledged, in acknowledgement order with
+// the time of each acknowledgement.
+func load(t *testing.T, e *Engine, workers int, stop <-chan struct{}) func() ([]acked, []time.Time) {
+	var mu sync.Mutex
+	var got []acked
+	var at []time.Time
+	record := func(r Result) {
+		if r.Err != nil || r.Replayed || len(r.Entries) == 0 { // refused, or failed as a whole
+			return
+		}
+		mu.Lock()
+		got = append(got, acked{r.Entries[0].ProductID, r.Entries})
+		at = append(at, time.Now())
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 9))
+			ctx := context.Background()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := fmt.Sprintf("p%d", r.IntN(5))
+				rid := fmt.Sprintf("w%d-%d", w, i)
+				switch r.IntN(5) {
+				case 0:
+					res, _ := e.Write(ctx, add(p, int64(1+r.IntN(3))))
+					record(res)
+				case 1, 2:
+					res, err := e.Write(ctx, reserve(p, rid, 1))
+					record(res)
+					if err == nil && r.IntN(2) == 0 {
+						res, _ = e.Write(ctx, commit(p, rid, 0))
+						record(res)
+					}
+				case 3:
+					ops := []Op{reserve(p, rid, 1), reserve(fmt.Sprintf("p%d", r.IntN(5)), rid+"b", 1)}
+					rs, _ := e.Batch(ctx, ops, true)
+					for _, res := range rs {
+						record(res)
+					}
+				case 4:
+					rs, _ := e.Batch(ctx, []Op{add(p, 1), remove(p, 1)}, false)
+					for _, res := range rs {
+						record(res)
+					}
+				}
+			}
+		})
+	}
+	return func() ([]acked, []time.Time) {
+		wg.Wait()
+		return got, at
+	}
+}
+
+func openWALEngine(t *testing.T, dir string, shards int) *Engine {
+	t.Helper()
+	if err := PrepareDir(dir, shards); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(Config{Shards: shards}, openWAL(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// checkSurvived checks that every acknowledged entry is in e's ledger with
+// the same id, and that each ledger adds up (versions 1..n, balances = sums).
+func checkSurvived(t *testing.T, e *Engine, want []acked) {
+	t.Helper()
+	ctx := context.Background()
+	ledgers := map[string][]Entry{}
+	for _, a := range want {
+		if _, ok := ledgers[a.product]; ok {
+			continue
+		}
+		var all []Entry
+		for after := int64(0); ; {
+			page, err := e.History(ctx, a.product, after, HistoryLimitMax)
+			if err != nil {
+				t.Fatalf("history %s: %v", a.product, err)
+			}
+			all = append(all, page.Entries...)
+			if page.Next == 0 {
+				break
+			}
+			after = page.Next
+		}
+		ledgers[a.product] = all
+		var onHand, reserved int64
+		for i, en := range all {
+			if en.Version != int64(i+1) {
+				t.Fatalf("%s: entry %d has version %d", a.product, i, en.Version)
+			}
+			_, onHand, reserved = effect(en.Type, en.Quantity, onHand, reserved)
+			if en.OnHand != onHand || en.Reserved != reserved || onHand-reserved < 0 {
+				t.Fatalf("%s v%d: balances do not add up", a.product, en.Version)
+			}
+		}
+		if st, err := e.Stock(ctx, a.product); err != nil || st.OnHand != onHand || st.Reserved != reserved {
+			t.Fatalf("%s: stock %+v %v, sums %d/%d", a.product, st, err, onHand, reserved)
+		}
+	}
+	for _, a := range want {
+		for _, en := range a.entries {
+			l := ledgers[en.ProductID]
+			if en.Version > int64(len(l)) || l[en.Version-1].ID != en.ID {
+				t.Errorf("acknowledged entry %s (%s v%d) lost", en.ID, en.ProductID, en.Version)
+			}
+		}
+	}
+}
+
+// copyDir copies the files of dir while they may still be written: what a
+// crash at that moment leaves, at worst (a torn last block is repaired).
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.Walk(from, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, path)
+		dst := filepath.Join(to, rel)
+		if fi.IsDir() {
+			return os.MkdirAll(dst, 0o750)
+		}
+		src, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		out, err := os.Create(dst)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		_, err = io.Copy(out, src)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCrashKeepsAcknowledgedWrites snapshots the data directory while
+// writers run, as a crash at that instant would leave it, and restarts from
+// the snapshot: every write acknowledged before the snapshot began is there.
+func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
+	for round := 0; round < 3; round++ {
+		dir := t.TempDir()
+		e := openWALEngine(t, dir, 3)
+		stop := make(chan struct{})
+		wait := load(t, e, 12, stop)
+		time.Sleep(time.Duration(50+round*70) * time.Millisecond)
+		snapshotAt := time.Now()
+		crash := t.TempDir()
+		copyDir(t, dir, crash)
+		close(stop)
+		all, at := wait()
+		e.Close(context.Background())
+		var before []acked
+		for i, a := range all {
+			if at[i].Before(snapshotAt) {
+				before = append(before, a)
+			}
+		}
+		if len(before) < 50 {
+			t.Fatalf("round %d: only %d writes acknowledged before the snapshot", round, len(before))
+		}
+		r := openWALEngine(t, crash, 3)
+		checkSurvived(t, r, before)
+		r.Close(context.Background())
+		// The original directory, closed cleanly, has everything.
+		r = openWALEngine(t, dir, 3)
+		checkSurvived(t, r, all)
+		r.Close(context.Background())
+	}
+}
+
+// faultyJournal fails one Write, after the write (fsync failed) or instead
+// of it (write failed), and every Write after it.
+type faultyJournal struct {
+	*wal.Log
+	failAt    int64 // the Write number that fails
+	afterData bool  // the failing Write still writes its data
+	n         atomic.Int64
+	failed    atomic.Bool
+}
+
+var errDisk = errors.New("injected disk fault")
+
+func (j *faultyJournal) Write(recs [][]byte) error {
+	if j.failed.Load() {
+		return errDisk
+	}
+	if j.n.Add(1) == j.failAt {
+		j.failed.Store(true)
+		if j.afterData {
+			if err := j.Log.Write(recs); err != nil {
+				return err
+			}
+		}
+		return errDisk
+	}
+	return j.Log.Write(recs)
+}
+
+// TestDiskFaultLosesNothingAcknowledged fails a shard's journal during
+// load, for a failed write and for a failed fsync: the shard answers
+// unavailable from then on, other shards keep working, and a restart
+// recovers every acknowledged write.
+func TestDiskFaultLosesNothingAcknowledged(t *testing.T) {
+	for _, afterData := range []bool{false, true} {
+		t.Run(fmt.Sprintf("data_written=%v", afterData), func(t *testing.T) {
+			dir := t.TempDir()
+			if err := PrepareDir(dir, 2); err != nil {
+				t.Fatal(err)
+			}
+			e, err := Open(Config{Shards: 2}, func(i int, fn func(uint64, []byte) error) (Journal, error) {
+				l, _, err := wal.Open(ShardDir(dir, i), wal.Options{}, fn)
+				if err != nil || i != 0 {
+					return l, err
+				}
+				return &faultyJournal{Log: l, failAt: 40, afterData: afterData}, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			wait := load(t, e, 8, stop)
+			ctx := context.Background()
+			var onFailed, onHealthy string
+			for i := 0; onFailed == "" || onHealthy == ""; i++ {
+				p := fmt.Sprintf("p%d", i)
+				if Route(p, 2) == 0 && onFailed == "" {
+					onFailed = p
+				} else if Route(p, 2) == 1 && onHealthy == "" {
+					onHealthy = p
+				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, err := e.Stock(ctx, onFailed)
+				if err != nil && err.Code == CodeUnavailable {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the shard never failed")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			close(stop)
+			all, _ := wait()
+			if _, err := e.Write(ctx, add(onFailed, 1)); err == nil || err.Code != CodeUnavailable {
+				t.Errorf("write to the failed shard: %v", err)
+			}
+			if _, err := e.Write(ctx, add(onHealthy, 1)); err != nil {
+				t.Errorf("write to the healthy shard: %v", err)
+			}
+			e.Close(ctx)
+			r := openWALEngine(t, dir, 2)
+			checkSurvived(t, r, all)
+			r.Close(ctx)
+		})
+	}
+}
