@@ -144,9 +144,11 @@ type actor struct {
 	ops     int // ops in the current flight
 
 	// parked are products that a prepared atomic batch holds; requests that
-	// touch one wait in deferred until it resolves.
+	// touch one wait in deferred until it resolves, then move to ready,
+	// which the loop takes before the inbox, in order.
 	parked   map[string]struct{}
 	deferred []*request
+	ready    []*request
 }
 
 // flight is one batch on its way to disk: its records and the requests to
@@ -194,9 +196,25 @@ func (a *actor) run() {
 	timer := time.NewTimer(a.wait(max(a.cfg.Clock(), a.state.lastAt)))
 	defer timer.Stop()
 	for {
+		full := a.carry != nil || a.ops >= a.cfg.BatchOpsMax
+		if !full && len(a.ready) > 0 {
+			// Requests that waited for a parked product go first, within
+			// the flight's budget like any other.
+			for len(a.ready) > 0 && a.carry == nil && a.ops < a.cfg.BatchOpsMax {
+				r := a.ready[0]
+				a.ready[0] = nil
+				a.ready = a.ready[1:]
+				a.take(r)
+			}
+			now := a.step()
+			timer.Reset(a.wait(now))
+			continue
+		}
 		in, ctrl := a.inbox, a.ctrl
-		if a.carry != nil || a.ops >= a.cfg.BatchOpsMax {
+		if full {
 			in, ctrl = nil, nil // the flight is full: wait for the writer
+		} else if len(a.ready) > 0 {
+			in = nil
 		}
 		var idle chan struct{}
 		if len(a.cur.answer) > 0 || len(a.entries) > 0 {
@@ -220,7 +238,7 @@ func (a *actor) run() {
 			return
 		}
 	drain:
-		for a.carry == nil && a.ops < a.cfg.BatchOpsMax {
+		for a.carry == nil && a.ops < a.cfg.BatchOpsMax && len(a.ready) == 0 {
 			select {
 			case r := <-a.ctrl:
 				a.take(r)
@@ -491,11 +509,10 @@ func (a *actor) resolve(r *request, now int64) {
 	} else {
 		r.done <- struct{}{}
 	}
-	waiting := a.deferred
-	a.deferred = nil
-	for _, d := range waiting {
-		a.handle(d, now)
-	}
+	// What waited is taken up by the loop before the inbox, within the
+	// flight's budget: handled here, a burst of it could overflow a block.
+	a.ready = append(a.ready, a.deferred...)
+	a.deferred = a.deferred[:0]
 }
 
 // applyNew applies and encodes the entries a.entries[n:].
@@ -543,7 +560,10 @@ func (a *actor) fail() {
 	for _, d := range a.deferred {
 		a.reply(d, errUnavailable)
 	}
-	a.deferred = nil
+	for _, d := range a.ready {
+		a.reply(d, errUnavailable)
+	}
+	a.deferred, a.ready = nil, nil
 }
 
 // finish fills the outputs that need the batch's locators: reads and
@@ -618,6 +638,9 @@ func (a *actor) stop() {
 				a.reply(a.carry, errClosed)
 			}
 			for _, d := range a.deferred {
+				a.reply(d, errClosed)
+			}
+			for _, d := range a.ready {
 				a.reply(d, errClosed)
 			}
 			if len(a.cur.answer) > 0 || len(a.entries) > 0 {
