@@ -1,0 +1,111 @@
+package httpapi
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/inventory-ledger/inventory/shard"
+)
+
+// discardWriter is a ResponseWriter that keeps only the status, so that a
+// benchmark measures the handler, not a recorder.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) WriteHeader(s int)           { w.status = s }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// benchReserve runs POST .../transactions RESERVE → 201 through the whole
+// echo stack (ServeHTTP), from 64 goroutines as 64 connections would, on a
+// product stocked far beyond what the run can reserve.
+func benchReserve(b *testing.B, o serverOptions, products int) {
+	ts := newTestServer(b, o)
+	for p := range products {
+		ts.mustWrite("sku-"+strconv.Itoa(p), `{"type":"ADD","quantity":1000000000}`)
+	}
+	var seq atomic.Int64
+	b.SetParallelism(32) // 64 goroutines on 2 cores
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		n := seq.Add(1)
+		path := "/v1/products/sku-" + strconv.Itoa(int(n)%products) + "/transactions"
+		u, _ := url.Parse(path)
+		body := &bytes.Reader{}
+		r := &http.Request{Method: "POST", URL: u, RequestURI: path, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {""}}, Body: io.NopCloser(body), Host: "x"}
+		w := &discardWriter{h: http.Header{}}
+		var buf []byte
+		for pb.Next() {
+			i := seq.Add(1)
+			buf = append(buf[:0], `{"type":"RESERVE","quantity":1,"reservation_id":"order-`...)
+			buf = strconv.AppendInt(buf, i, 10)
+			buf = append(buf, `","ttl_seconds":600,"reason":"checkout"}`...)
+			body.Reset(buf)
+			r.ContentLength = int64(len(buf))
+			r.Header["Idempotency-Key"][0] = "key-" + strconv.FormatInt(i, 10)
+			clear(w.h)
+			ts.e.ServeHTTP(w, r)
+			if w.status != http.StatusCreated {
+				b.Fatalf("status %d", w.status)
+			}
+		}
+	})
+}
+
+// BenchmarkPostReserve measures the hot path with the real WAL (fsync per
+// batch) and with an in-memory journal (the HTTP layer and the engine
+// alone). One product is the flash-sale case: all requests on one shard.
+func BenchmarkPostReserve(b *testing.B) {
+	b.Run("wal/1-product", func(b *testing.B) { benchReserve(b, serverOptions{shards: 4}, 1) })
+	b.Run("wal/64-products", func(b *testing.B) { benchReserve(b, serverOptions{shards: 4}, 64) })
+	b.Run("mem/1-product", func(b *testing.B) { benchReserve(b, serverOptions{shards: 4, mem: true}, 1) })
+}
+
+// BenchmarkEncodeWriteAnswer measures encoding a RESERVE's 201 body alone.
+func BenchmarkEncodeWriteAnswer(b *testing.B) {
+	ts := newTestServer(b, serverOptions{mem: true})
+	ts.mustWrite("p", `{"type":"ADD","quantity":10}`)
+	res, err := ts.eng.Write(b.Context(), reserveOp())
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc := getScratch()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		sc.je = jsonEncoder{b: sc.je.b[:0]}
+		encodeResultBody(&sc.je, &res, 0)
+	}
+	b.SetBytes(int64(len(sc.je.b)))
+}
+
+// BenchmarkDecodeWrite measures decoding a RESERVE body alone.
+func BenchmarkDecodeWrite(b *testing.B) {
+	body := []byte(`{"type":"RESERVE","quantity":2,"reservation_id":"order-77","ttl_seconds":600,"reason":"checkout"}`)
+	var jr jsonReader
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		jr.reset(body)
+		var op shardOp
+		if err := decodeWrite(&jr, &op); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type shardOp = shard.Op
+
+func reserveOp() shard.Op {
+	return shard.Op{ProductID: "p", Type: shard.TypeReserve, Quantity: 2, ReservationID: "order-77", TTLSeconds: 600,
+		Reason: "checkout", IdempotencyKey: "bench-key", ExpectedVersion: shard.NoVersion}
+}

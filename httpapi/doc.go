@@ -1,0 +1,30 @@
+// Package httpapi serves the inventory ledger's HTTP API (API.md) on a
+// shard.Engine. It translates HTTP to engine ops and the engine's coded
+// errors to RFC 9457 problem documents, in one table (problems); it holds no
+// business rule of its own. openapi.json, served at /openapi.json, is the
+// full contract, including every choice API.md leaves open.
+//
+// A write is handled in this order:
+//
+//  1. Route (echo's router; an unknown path is 404 not_found, a known path
+//     with another method 405 method_not_allowed with an Allow header).
+//  2. Size: a Content-Length over the endpoint's limit is 413 at once; a
+//     chunked body is cut off at the limit while it is read.
+//  3. Query and headers: no query parameters; Idempotency-Key, If-Match and
+//     X-Actor are parsed strictly (400 on anything off-format).
+//  4. Body: decoded strictly, JSON or msgpack by Content-Type, by a reader
+//     that knows the schema: exact field names, no unknown or duplicate
+//     fields, no type conversions, integers without fraction or exponent,
+//     nothing after the document. Schema errors are 400 for the whole
+//     request; values out of range are left to shard.Op.Validate, so that
+//     in a non-atomic batch they are that op's 400.
+//  5. Engine: Write or Batch, which validates the op, checks idempotency,
+//     the expected version and stock, and answers after the fsync.
+//  6. Answer: encoded by hand (encodeEntry, encodeStock, ...) into a pooled
+//     buffer, JSON or msgpack by Accept; problems are always
+//     application/problem+json.
+//
+// Every request is timed into inventory_http_request_duration_seconds by
+// route pattern, method and status. A panic is logged with its stack and
+// answered 500 internal_error.
+package httpapi

@@ -1,0 +1,299 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/inventory-ledger/inventory/shard"
+)
+
+// scratch is the per-request working memory of a handler: the body, the
+// readers and the response encoders. It is pooled so that decoding and
+// encoding allocate nothing of their own on the hot path.
+type scratch struct {
+	body []byte
+	jr   jsonReader
+	mr   msgpackReader
+	je   jsonEncoder
+	me   msgpackEncoder
+}
+
+var scratchPool = sync.Pool{New: func() any {
+	return &scratch{body: make([]byte, 0, 1024), je: jsonEncoder{b: make([]byte, 0, 4096)}}
+}}
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+// put returns sc to the pool, unless a buffer grew past bufBytesMax (a long
+// history page, a large batch), which is left to the GC rather than pinned.
+func (sc *scratch) put() {
+	if cap(sc.body) > bufBytesMax || cap(sc.je.b) > bufBytesMax || cap(sc.me.b) > bufBytesMax ||
+		cap(sc.jr.scratch) > bufBytesMax {
+		return
+	}
+	sc.jr.b, sc.mr.b = nil, nil
+	scratchPool.Put(sc)
+}
+
+// readBody reads the request body (see readBody) into sc.body.
+func (sc *scratch) readBody(r *http.Request, limit int64) *shard.Error {
+	b, err := readBody(r, limit, sc.body[:0])
+	sc.body = b
+	return err
+}
+
+// reader returns a reader of format f over the body, refusing an empty one.
+func (sc *scratch) reader(f format) (reader, *shard.Error) {
+	if f == formatMsgpack {
+		if len(sc.body) == 0 {
+			return nil, invalid("the request body is empty")
+		}
+		sc.mr.reset(sc.body)
+		return &sc.mr, nil
+	}
+	if isBlank(sc.body) {
+		return nil, invalid("the request body is empty")
+	}
+	sc.jr.reset(sc.body)
+	return &sc.jr, nil
+}
+
+// respond encodes a 2xx answer in the format the client accepts and sends
+// it with status.
+func (s *server) respond(c echo.Context, sc *scratch, status int, fn func(encoder)) error {
+	h := c.Response().Header()
+	var body []byte
+	if responseFormat(c.Request().Header) == formatMsgpack {
+		h["Content-Type"] = hdrMsgpack
+		sc.me.b = sc.me.b[:0]
+		fn(&sc.me)
+		body = sc.me.b
+	} else {
+		h["Content-Type"] = hdrJSON
+		sc.je = jsonEncoder{b: sc.je.b[:0]}
+		fn(&sc.je)
+		body = sc.je.b
+	}
+	s.write(c, status, body)
+	return nil
+}
+
+// reply is respond with scratch memory of its own, for handlers that read
+// no body.
+func (s *server) reply(c echo.Context, status int, fn func(encoder)) error {
+	sc := getScratch()
+	defer sc.put()
+	return s.respond(c, sc, status, fn)
+}
+
+func etag(version int64) []string {
+	return []string{`"` + strconv.FormatInt(version, 10) + `"`}
+}
+
+// postTransaction is POST /v1/products/{product_id}/transactions: one write.
+// Steps: size, query and headers, body, engine, answer (201, or 200 with
+// Idempotent-Replayed for a replay).
+func (s *server) postTransaction(c echo.Context) error {
+	r := c.Request()
+	if r.ContentLength > writeBytesMax {
+		return tooLarge(writeBytesMax)
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	op := shard.Op{ProductID: pathID(c.Param("product_id"))}
+	var err *shard.Error
+	if op.IdempotencyKey, err = idempotencyKey(r.Header); err != nil {
+		return err
+	}
+	if op.ExpectedVersion, err = ifMatch(r.Header); err != nil {
+		return err
+	}
+	if op.Actor, err = actor(r.Header); err != nil {
+		return err
+	}
+	f, err := bodyFormat(r.Header)
+	if err != nil {
+		return err
+	}
+	sc := getScratch()
+	defer sc.put()
+	if err := sc.readBody(r, writeBytesMax); err != nil {
+		return err
+	}
+	rd, err := sc.reader(f)
+	if err != nil {
+		return err
+	}
+	if err := decodeWrite(rd, &op); err != nil {
+		return err
+	}
+	res, err := s.engine.Write(r.Context(), op)
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	status := http.StatusCreated
+	if res.Replayed {
+		status = http.StatusOK
+		h["Idempotent-Replayed"] = hdrTrue
+	}
+	h["Etag"] = etag(res.Stock.Version)
+	return s.respond(c, sc, status, func(w encoder) { encodeResultBody(w, &res, 0) })
+}
+
+// postBatch is POST /v1/batch.
+func (s *server) postBatch(c echo.Context) error {
+	r := c.Request()
+	if r.ContentLength > batchBytesMax {
+		return tooLarge(batchBytesMax)
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	if err := rejectIfMatch(r.Header); err != nil {
+		return err
+	}
+	who, err := actor(r.Header)
+	if err != nil {
+		return err
+	}
+	f, err := bodyFormat(r.Header)
+	if err != nil {
+		return err
+	}
+	sc := getScratch()
+	defer sc.put()
+	if err := sc.readBody(r, batchBytesMax); err != nil {
+		return err
+	}
+	rd, err := sc.reader(f)
+	if err != nil {
+		return err
+	}
+	var b batchBody
+	if err := decodeBatch(rd, who, &b); err != nil {
+		return err
+	}
+	results, err := s.engine.Batch(r.Context(), b.ops, b.atomic)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if b.atomic {
+		for i := range results {
+			if !results[i].Replayed {
+				status = http.StatusCreated
+			}
+		}
+	}
+	return s.respond(c, sc, status, func(w encoder) {
+		w.object(1)
+		w.key("results")
+		w.array(len(results))
+		for i := range results {
+			res := &results[i]
+			switch {
+			case res.Err != nil:
+				w.object(2)
+				w.key("status")
+				w.int(int64(problemOf(res.Err.Code).status))
+				w.key("error")
+				encodeProblem(w, res.Err)
+				w.end()
+			case res.Replayed:
+				encodeResultBody(w, res, http.StatusOK)
+			default:
+				encodeResultBody(w, res, http.StatusCreated)
+			}
+		}
+		w.end()
+		w.end()
+	})
+}
+
+// getStock is GET /v1/products/{product_id}.
+func (s *server) getStock(c echo.Context) error {
+	r := c.Request()
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	st, err := s.engine.Stock(r.Context(), pathID(c.Param("product_id")))
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h["Etag"] = etag(st.Version)
+	h["Vary"] = hdrVary
+	return s.reply(c, http.StatusOK, func(w encoder) { encodeStock(w, &st) })
+}
+
+// History paging defaults and parameters.
+const historyLimitDefault = 100
+
+var historyParams = []string{"after", "limit"}
+
+// getHistory is GET /v1/products/{product_id}/transactions?after=&limit=.
+func (s *server) getHistory(c echo.Context) error {
+	r := c.Request()
+	vals := [2]int64{0, historyLimitDefault}
+	if err := query(r.URL.RawQuery, historyParams, vals[:]); err != nil {
+		return err
+	}
+	limit := vals[1]
+	if limit > shard.HistoryLimitMax || limit < 0 {
+		limit = 0 // out of range either way; the engine names the range
+	}
+	p, err := s.engine.History(r.Context(), pathID(c.Param("product_id")), vals[0], int(limit))
+	if err != nil {
+		return err
+	}
+	c.Response().Header()["Vary"] = hdrVary
+	return s.reply(c, http.StatusOK, func(w encoder) { encodePage(w, &p) })
+}
+
+// getReservation is GET /v1/products/{product_id}/reservations/{reservation_id}.
+func (s *server) getReservation(c echo.Context) error {
+	r := c.Request()
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	res, err := s.engine.Reservation(r.Context(), pathID(c.Param("product_id")), pathID(c.Param("reservation_id")))
+	if err != nil {
+		return err
+	}
+	c.Response().Header()["Vary"] = hdrVary
+	return s.reply(c, http.StatusOK, func(w encoder) { encodeReservation(w, &res) })
+}
+
+// healthz answers 200 while the process serves HTTP.
+func (s *server) healthz(c echo.Context) error {
+	return s.reply(c, http.StatusOK, func(w encoder) {
+		w.object(1)
+		w.key("status")
+		w.str("ok")
+		w.end()
+	})
+}
+
+// readyz answers 200 once every shard has replayed, 503 unavailable before.
+func (s *server) readyz(c echo.Context) error {
+	if !s.engine.Ready() {
+		return newError(shard.CodeUnavailable, "not ready: the ledger is still replaying, or its replay failed")
+	}
+	return s.reply(c, http.StatusOK, func(w encoder) {
+		w.object(1)
+		w.key("status")
+		w.str("ready")
+		w.end()
+	})
+}
+
+// openAPI serves the embedded OpenAPI document.
+func (s *server) openAPI(c echo.Context) error {
+	c.Response().Header()["Content-Type"] = hdrJSON
+	return c.Blob(http.StatusOK, mediaJSON, openAPI)
+}

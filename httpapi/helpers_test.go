@@ -1,0 +1,296 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inventory-ledger/inventory/shard"
+	"github.com/inventory-ledger/inventory/wal"
+)
+
+// testServer is the API on a real engine whose journals live in a temp dir.
+type testServer struct {
+	t   testing.TB
+	e   *echo.Echo
+	eng *shard.Engine
+	reg *prometheus.Registry
+}
+
+// serverOptions adjust the engine of a test server.
+type serverOptions struct {
+	shards int
+	cfg    shard.Config
+	// wrap, if set, wraps each shard's journal.
+	wrap func(i int, j shard.Journal) shard.Journal
+	// mem uses in-memory journals instead of the WAL (benchmarks of the
+	// HTTP layer alone).
+	mem bool
+	// noWait returns before the replay ends.
+	noWait bool
+	// openGate, if set, delays opening the journals until it is closed.
+	openGate chan struct{}
+	// logger is the API's logger (default: discard).
+	logger *slog.Logger
+}
+
+func newTestServer(t testing.TB, o serverOptions) *testServer {
+	t.Helper()
+	if o.shards == 0 {
+		o.shards = 2
+	}
+	dir := t.TempDir()
+	if err := shard.PrepareDir(dir, o.shards); err != nil {
+		t.Fatal(err)
+	}
+	open := func(i int, fn func(uint64, []byte) error) (shard.Journal, error) {
+		if o.openGate != nil {
+			<-o.openGate
+		}
+		var j shard.Journal
+		if o.mem {
+			j = &memJournal{}
+		} else {
+			l, _, err := wal.Open(shard.ShardDir(dir, i), wal.Options{}, fn)
+			if err != nil {
+				return nil, err
+			}
+			j = l
+		}
+		if o.wrap != nil {
+			j = o.wrap(i, j)
+		}
+		return j, nil
+	}
+	cfg := o.cfg
+	cfg.Shards = o.shards
+	eng, err := shard.Open(cfg, open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if o.openGate != nil {
+			select {
+			case <-o.openGate:
+			default:
+				close(o.openGate)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := eng.Close(ctx); err != nil {
+			t.Errorf("close engine: %v", err)
+		}
+	})
+	if !o.noWait {
+		if err := eng.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	e, err := New(Config{Engine: eng, Registry: reg, Logger: o.logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testServer{t: t, e: e, eng: eng, reg: reg}
+}
+
+// req describes one request; hdr holds header name/value pairs.
+type req struct {
+	method, path string
+	body         string
+	hdr          []string
+}
+
+// do serves r in process and returns the recorded answer.
+func (ts *testServer) do(r req) *httptest.ResponseRecorder {
+	ts.t.Helper()
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	hr := httptest.NewRequest(r.method, r.path, body)
+	if r.body != "" && !hasHeader(r.hdr, "Content-Type") {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(r.hdr); i += 2 {
+		hr.Header.Add(r.hdr[i], r.hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	ts.e.ServeHTTP(w, hr)
+	return w
+}
+
+func hasHeader(hdr []string, name string) bool {
+	for i := 0; i < len(hdr); i += 2 {
+		if strings.EqualFold(hdr[i], name) {
+			return true
+		}
+	}
+	return false
+}
+
+var keySeq atomic.Int64
+
+// newKey returns a fresh idempotency key.
+func newKey() string { return "k-" + itoa(keySeq.Add(1)) }
+
+func itoa(v int64) string { return string(appendInt(nil, v)) }
+
+func appendInt(b []byte, v int64) []byte {
+	e := jsonEncoder{b: b}
+	e.int(v)
+	return e.b
+}
+
+// write posts a single write with a fresh key (unless hdr names one) and
+// returns the answer.
+func (ts *testServer) write(product, body string, hdr ...string) *httptest.ResponseRecorder {
+	ts.t.Helper()
+	if !hasHeader(hdr, "Idempotency-Key") {
+		hdr = append(hdr, "Idempotency-Key", newKey())
+	}
+	return ts.do(req{method: "POST", path: "/v1/products/" + product + "/transactions", body: body, hdr: hdr})
+}
+
+// mustWrite is write that must answer 201.
+func (ts *testServer) mustWrite(product, body string, hdr ...string) map[string]any {
+	ts.t.Helper()
+	w := ts.write(product, body, hdr...)
+	if w.Code != http.StatusCreated {
+		ts.t.Fatalf("POST %s %s: %d %s", product, body, w.Code, w.Body)
+	}
+	return decodeJSON(ts.t, w.Body.Bytes())
+}
+
+// version returns a product's version, 0 if it has no entries.
+func (ts *testServer) version(product string) int64 {
+	ts.t.Helper()
+	w := ts.do(req{method: "GET", path: "/v1/products/" + product})
+	if w.Code == http.StatusNotFound {
+		return 0
+	}
+	if w.Code != http.StatusOK {
+		ts.t.Fatalf("GET %s: %d %s", product, w.Code, w.Body)
+	}
+	return int64(decodeJSON(ts.t, w.Body.Bytes())["version"].(float64))
+}
+
+func decodeJSON(t testing.TB, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	d := json.NewDecoder(bytes.NewReader(b))
+	if err := d.Decode(&m); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	return m
+}
+
+// problem checks that w is a problem document with status and code, and
+// returns it.
+func problem(t testing.TB, w *httptest.ResponseRecorder, status int, code string) map[string]any {
+	t.Helper()
+	if w.Code != status {
+		t.Errorf("status %d, want %d (body %s)", w.Code, status, w.Body)
+	}
+	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type %q, want application/problem+json", ct)
+	}
+	p := decodeJSON(t, w.Body.Bytes())
+	if p["code"] != code {
+		t.Errorf("code %v, want %s (detail %v)", p["code"], code, p["detail"])
+	}
+	if p["type"] != "urn:inventory:problem:"+code || p["status"] != float64(status) || p["title"] == "" {
+		t.Errorf("problem %v: type, status or title wrong", p)
+	}
+	if d, _ := p["detail"].(string); d == "" {
+		t.Errorf("problem %v has no detail", p)
+	}
+	return p
+}
+
+// memJournal keeps records in memory: no I/O, for benchmarks of the HTTP
+// layer and for tests that need a journal to misbehave.
+type memJournal struct {
+	mu      sync.Mutex
+	recs    [][]byte
+	located uint64
+}
+
+func (j *memJournal) Locate(recs [][]byte, locs []uint64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for i := range recs {
+		locs[i] = j.located
+		j.located++
+	}
+	return nil
+}
+
+func (j *memJournal) Write(recs [][]byte) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, r := range recs {
+		j.recs = append(j.recs, append([]byte(nil), r...))
+	}
+	return nil
+}
+
+func (j *memJournal) Read(loc uint64) ([]byte, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if loc >= uint64(len(j.recs)) {
+		return nil, errors.New("no such record")
+	}
+	return j.recs[loc], nil
+}
+
+func (j *memJournal) Close() error { return nil }
+
+// gatedJournal blocks Write while gate is open (not closed), and fails it
+// once fail is set.
+type gatedJournal struct {
+	shard.Journal
+	gate    chan struct{}
+	entered chan struct{}
+	fail    atomic.Bool
+}
+
+func (j *gatedJournal) Write(recs [][]byte) error {
+	if j.fail.Load() {
+		return errors.New("injected journal failure")
+	}
+	if j.gate != nil {
+		select {
+		case j.entered <- struct{}{}:
+		default:
+		}
+		<-j.gate
+	}
+	return j.Journal.Write(recs)
+}
+
+type httptestRecorder = httptest.ResponseRecorder
+
+func mustMarshal(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,333 @@
+package httpapi
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/inventory-ledger/inventory/shard"
+)
+
+// Body limits of API.md. They bound the memory one request can take before
+// the engine sees it.
+const (
+	// writeBytesMax bounds a single write's body: a write is a few hundred
+	// bytes at most (a 256-byte reason and two ids), so 64 KiB is generous.
+	writeBytesMax = 64 << 10
+	// batchBytesMax bounds a batch body: 1,000 ops of about 4 KiB each.
+	batchBytesMax = 4 << 20
+)
+
+// Media types.
+const (
+	mediaJSON    = "application/json"
+	mediaMsgpack = "application/msgpack"
+	mediaProblem = "application/problem+json"
+)
+
+// Header values shared by every response that carries them. net/http only
+// reads header slices, so sharing them saves an allocation per response.
+var (
+	hdrJSON    = []string{mediaJSON}
+	hdrMsgpack = []string{mediaMsgpack}
+	hdrProblem = []string{mediaProblem}
+	hdrTrue    = []string{"true"}
+	hdrVary    = []string{"Accept"}
+	hdrNoStore = []string{"no-store"}
+	hdrRetry   = []string{retryAfterSeconds}
+)
+
+// format is a body encoding.
+type format uint8
+
+const (
+	formatJSON format = iota
+	formatMsgpack
+)
+
+// isMsgpack reports whether media type t (without parameters) is msgpack.
+func isMsgpack(t string) bool {
+	return strings.EqualFold(t, mediaMsgpack) || strings.EqualFold(t, "application/x-msgpack") ||
+		strings.EqualFold(t, "application/vnd.msgpack")
+}
+
+// bodyFormat returns the format of the request body from Content-Type: JSON
+// when absent or application/json (charset, if given, must be UTF-8),
+// msgpack for application/msgpack (also x-msgpack, vnd.msgpack). Anything
+// else is invalid_request: API.md has no 415 code, and a wrong Content-Type
+// is a bad header.
+func bodyFormat(h http.Header) (format, *shard.Error) {
+	v := h["Content-Type"]
+	if len(v) == 0 {
+		return formatJSON, nil
+	}
+	if len(v) > 1 {
+		return 0, invalid("the Content-Type header is repeated")
+	}
+	if v[0] == mediaJSON {
+		return formatJSON, nil
+	}
+	t, params, _ := strings.Cut(v[0], ";")
+	t = strings.TrimSpace(t)
+	var f format
+	switch {
+	case strings.EqualFold(t, mediaJSON):
+		f = formatJSON
+	case isMsgpack(t):
+		f = formatMsgpack
+	default:
+		return 0, invalid("Content-Type must be application/json or application/msgpack")
+	}
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		name, value, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(name), "charset") &&
+			!strings.EqualFold(strings.Trim(strings.TrimSpace(value), `"`), "utf-8") {
+			return 0, invalid("the body must be UTF-8 (Content-Type charset)")
+		}
+	}
+	return f, nil
+}
+
+// responseFormat picks the response encoding from Accept: msgpack when a
+// msgpack type is acceptable (q > 0) and application/json is not preferred
+// over it; JSON otherwise, including when nothing listed is available
+// (RFC 9110 allows that instead of 406). Problems are always JSON.
+func responseFormat(h http.Header) format {
+	v := h["Accept"]
+	if len(v) == 0 {
+		return formatJSON
+	}
+	has := false
+	for _, s := range v {
+		if strings.Contains(s, "msgpack") {
+			has = true
+		}
+	}
+	if !has {
+		return formatJSON
+	}
+	qMsgpack, qJSON := 0.0, 0.0
+	for _, s := range v {
+		for s != "" {
+			var r string
+			r, s, _ = strings.Cut(s, ",")
+			t, params, _ := strings.Cut(r, ";")
+			t = strings.TrimSpace(t)
+			q := 1.0
+			for params != "" {
+				var p string
+				p, params, _ = strings.Cut(params, ";")
+				name, value, _ := strings.Cut(p, "=")
+				if strings.EqualFold(strings.TrimSpace(name), "q") {
+					if f, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil && f >= 0 && f <= 1 {
+						q = f
+					}
+				}
+			}
+			switch {
+			case isMsgpack(t):
+				qMsgpack = max(qMsgpack, q)
+			case strings.EqualFold(t, mediaJSON):
+				qJSON = max(qJSON, q)
+			}
+		}
+	}
+	if qMsgpack > 0 && qMsgpack >= qJSON {
+		return formatMsgpack
+	}
+	return formatJSON
+}
+
+// singleHeader returns the one value of header name, or ok false if absent;
+// a repeated header is invalid.
+func singleHeader(h http.Header, name string) (string, bool, *shard.Error) {
+	v := h[name]
+	switch len(v) {
+	case 0:
+		return "", false, nil
+	case 1:
+		return v[0], true, nil
+	}
+	return "", false, invalid("the " + name + " header is repeated")
+}
+
+// idempotencyKey returns the Idempotency-Key header of a single write.
+func idempotencyKey(h http.Header) (string, *shard.Error) {
+	v, ok, err := singleHeader(h, "Idempotency-Key")
+	switch {
+	case err != nil:
+		return "", err
+	case !ok:
+		return "", invalid("the Idempotency-Key header is required on every write")
+	case !shard.CheckKey(v):
+		return "", invalid("Idempotency-Key must be 1-" + strconv.Itoa(shard.KeyBytesMax) + " bytes of printable ASCII")
+	}
+	return v, nil
+}
+
+// actor returns the X-Actor header, or "" (the engine's default) if absent.
+func actor(h http.Header) (string, *shard.Error) {
+	v, ok, err := singleHeader(h, "X-Actor")
+	switch {
+	case err != nil:
+		return "", err
+	case ok && !shard.CheckID(v):
+		return "", invalid("X-Actor must be 1-" + strconv.Itoa(shard.IDBytesMax) + " bytes of [A-Za-z0-9._~:@-]")
+	}
+	return v, nil
+}
+
+// ifMatch returns the version of the If-Match header, or shard.NoVersion if
+// absent. It takes exactly one strong, quoted, plain decimal version: "7" or
+// "0"; no W/, no lists, no *, no leading zeros.
+func ifMatch(h http.Header) (int64, *shard.Error) {
+	v, ok, err := singleHeader(h, "If-Match")
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return shard.NoVersion, nil
+	}
+	n, good := parseVersion(strings.TrimSuffix(strings.TrimPrefix(v, `"`), `"`))
+	if !good || len(v) < 3 || v[0] != '"' || v[len(v)-1] != '"' {
+		return 0, invalid(`If-Match must be one quoted version such as "7"`)
+	}
+	return n, nil
+}
+
+// parseVersion parses a plain decimal integer ≥ 0 without sign or leading
+// zeros that fits int64.
+func parseVersion(s string) (int64, bool) {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' || n > (1<<63-1-int64(c-'0'))/10 {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// rejectIfMatch refuses If-Match on a batch: one version cannot condition
+// ops on several products, and ignoring it would apply a batch the client
+// meant to be conditional. (Idempotency-Key, by contrast, is ignored there:
+// each op carries its own key, so a retry is safe either way.)
+func rejectIfMatch(h http.Header) *shard.Error {
+	if _, ok := h["If-Match"]; ok {
+		return invalid("a batch takes no If-Match header: give its ops an expected_version")
+	}
+	return nil
+}
+
+// noQuery refuses any query parameter, on the endpoints that take none.
+func noQuery(r *http.Request) *shard.Error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	return query(r.URL.RawQuery, nil, nil)
+}
+
+// query parses the raw query, allowing only the named parameters, each at
+// most once, each a decimal integer (without leading zeros); absent ones
+// keep their value in vals.
+func query(raw string, names []string, vals []int64) *shard.Error {
+	seen := 0
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		var err error
+		if k, err = url.QueryUnescape(k); err != nil {
+			return invalid("malformed query string")
+		}
+		if v, err = url.QueryUnescape(v); err != nil {
+			return invalid("malformed query string")
+		}
+		i := 0
+		for i < len(names) && names[i] != k {
+			i++
+		}
+		if i == len(names) {
+			return invalid("unknown query parameter " + strconv.Quote(k))
+		}
+		if seen&(1<<i) != 0 {
+			return invalid("query parameter " + strconv.Quote(k) + " is repeated")
+		}
+		seen |= 1 << i
+		neg := strings.HasPrefix(v, "-")
+		n, ok := parseVersion(strings.TrimPrefix(v, "-"))
+		if !ok {
+			return invalid("query parameter " + strconv.Quote(k) + " must be a decimal integer")
+		}
+		if neg {
+			n = -n
+		}
+		vals[i] = n
+	}
+	return nil
+}
+
+// pathID returns a path parameter, percent-decoded when the client escaped
+// it (the router matches the raw path).
+func pathID(v string) string {
+	if strings.IndexByte(v, '%') < 0 {
+		return v
+	}
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v // malformed escapes: invalid as an id anyway
+}
+
+// readBody reads the whole body into b, refusing one over limit: at once
+// by Content-Length, or while reading a chunked body.
+func readBody(r *http.Request, limit int64, b []byte) ([]byte, *shard.Error) {
+	if r.ContentLength > limit {
+		return b, tooLarge(limit)
+	}
+	if r.ContentLength > int64(cap(b)) {
+		b = make([]byte, 0, r.ContentLength)
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			return b, tooLarge(limit)
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, invalid("reading the body: " + err.Error())
+		}
+	}
+}
+
+func tooLarge(limit int64) *shard.Error {
+	return newError(codePayloadTooLarge, "the body is over the limit of "+strconv.FormatInt(limit, 10)+" bytes for this endpoint")
+}
+
+// isBlank reports whether a JSON body is empty (or only whitespace), which
+// gets a clearer detail than "unexpected end of input".
+func isBlank(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
