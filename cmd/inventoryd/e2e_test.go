@@ -339,3 +339,66 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		t.Error("log format xml accepted")
 	}
 }
+
+// TestErrorsOverTheWire checks each refusal through the real binary: the
+// status, the problem code and type, and that nothing changed.
+func TestErrorsOverTheWire(t *testing.T) {
+	s := start(t, t.TempDir())
+	s.write("p", "seed", map[string]any{"type": "ADD", "quantity": 5})
+	s.write("p", "hold", map[string]any{"type": "RESERVE", "quantity": 2, "reservation_id": "r1"})
+	post := func(key, body string, headers ...string) response {
+		return s.do("POST", "/v1/products/p/transactions", body, append([]string{"Idempotency-Key", key}, headers...)...)
+	}
+	cases := []struct {
+		name   string
+		r      func() response
+		status int
+		code   string
+	}{
+		{"insufficient stock", func() response { return post("a", `{"type":"REMOVE","quantity":9}`) }, 409, "insufficient_stock"},
+		{"reservation exists", func() response { return post("b", `{"type":"RESERVE","quantity":1,"reservation_id":"r1"}`) }, 409, "reservation_exists"},
+		{"not active", func() response { return post("c", `{"type":"RELEASE","reservation_id":"nope"}`) }, 409, "reservation_not_active"},
+		{"commit exceeds hold", func() response { return post("d", `{"type":"COMMIT","reservation_id":"r1","quantity":3}`) }, 409, "commit_exceeds_hold"},
+		{"version conflict", func() response { return post("e", `{"type":"ADD","quantity":1}`, "If-Match", `"9"`) }, 412, "version_conflict"},
+		{"key reused", func() response { return post("seed", `{"type":"ADD","quantity":6}`) }, 422, "idempotency_key_reused"},
+		{"no key", func() response { return s.do("POST", "/v1/products/p/transactions", `{"type":"ADD","quantity":1}`) }, 400, "invalid_request"},
+		{"malformed JSON", func() response { return post("f", `{"type":"ADD",`) }, 400, "invalid_request"},
+		{"wrong type", func() response { return post("g", `{"type":"ADD","quantity":"1"}`) }, 400, "invalid_request"},
+		{"unknown field", func() response { return post("h", `{"type":"ADD","quantity":1,"qty":1}`) }, 400, "invalid_request"},
+		{"quantity 0", func() response { return post("i", `{"type":"ADD","quantity":0}`) }, 400, "invalid_request"},
+		{"bad product id", func() response {
+			return s.do("POST", "/v1/products/a%20b/transactions", `{"type":"ADD","quantity":1}`, "Idempotency-Key", "j")
+		}, 400, "invalid_request"},
+		{"bad If-Match", func() response { return post("k", `{"type":"ADD","quantity":1}`, "If-Match", "1") }, 400, "invalid_request"},
+		{"bad X-Actor", func() response { return post("l", `{"type":"ADD","quantity":1}`, "X-Actor", "a b") }, 400, "invalid_request"},
+		{"oversized body", func() response {
+			return post("m", `{"type":"ADD","quantity":1,"reason":"`+strings.Repeat("x", 70<<10)+`"}`)
+		}, 413, "payload_too_large"},
+		{"unknown product", func() response { return s.do("GET", "/v1/products/nothing", nil) }, 404, "not_found"},
+		{"wrong method", func() response { return s.do("DELETE", "/v1/products/p", nil) }, 405, "method_not_allowed"},
+		{"bad limit", func() response { return s.do("GET", "/v1/products/p/transactions?limit=0", nil) }, 400, "invalid_request"},
+		{"empty batch", func() response { return s.do("POST", "/v1/batch", `{"atomic":false,"ops":[]}`) }, 400, "invalid_request"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.r()
+			if r.status != tc.status || r.body["code"] != tc.code || r.body["type"] != "urn:inventory:problem:"+tc.code ||
+				!strings.HasPrefix(r.header.Get("Content-Type"), "application/problem+json") {
+				t.Errorf("got %d %s %q, want %d %s", r.status, r.header.Get("Content-Type"), r.raw, tc.status, tc.code)
+			}
+			if tc.status == 405 && r.header.Get("Allow") == "" {
+				t.Error("405 without Allow")
+			}
+		})
+	}
+	r := s.do("GET", "/v1/products/p", nil)
+	if num(r.body["version"]) != 2 || num(r.body["on_hand"]) != 5 || num(r.body["reserved"]) != 2 {
+		t.Errorf("refusals changed the product: %s", r.raw)
+	}
+	if r := s.do("GET", "/healthz", nil); r.status != 200 {
+		t.Errorf("healthz after bad input: %d", r.status)
+	}
+	if r := s.do("GET", "/metrics", nil); r.status != 200 || !bytes.Contains(r.raw, []byte("inventory_rejections_total")) {
+		t.Errorf("metrics: %d", r.status)
+	}
+}
