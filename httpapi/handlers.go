@@ -45,6 +45,19 @@ func (sc *scratch) readBody(r *http.Request, limit int64) *shard.Error {
 	return err
 }
 
+// request reads r's body, at most limit bytes, and returns a reader of the
+// format its Content-Type names.
+func (sc *scratch) request(r *http.Request, limit int64) (reader, *shard.Error) {
+	f, err := bodyFormat(r.Header)
+	if err != nil {
+		return nil, err
+	}
+	if err := sc.readBody(r, limit); err != nil {
+		return nil, err
+	}
+	return sc.reader(f)
+}
+
 // reader returns a reader of format f over the body, refusing an empty one.
 func (sc *scratch) reader(f format) (reader, *shard.Error) {
 	if f == formatMsgpack {
@@ -115,16 +128,9 @@ func (s *server) postTransaction(c echo.Context) error {
 	if op.Actor, err = actor(r.Header); err != nil {
 		return err
 	}
-	f, err := bodyFormat(r.Header)
-	if err != nil {
-		return err
-	}
 	sc := getScratch()
 	defer sc.put()
-	if err := sc.readBody(r, writeBytesMax); err != nil {
-		return err
-	}
-	rd, err := sc.reader(f)
+	rd, err := sc.request(r, writeBytesMax)
 	if err != nil {
 		return err
 	}
@@ -161,16 +167,9 @@ func (s *server) postBatch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f, err := bodyFormat(r.Header)
-	if err != nil {
-		return err
-	}
 	sc := getScratch()
 	defer sc.put()
-	if err := sc.readBody(r, batchBytesMax); err != nil {
-		return err
-	}
-	rd, err := sc.reader(f)
+	rd, err := sc.request(r, batchBytesMax)
 	if err != nil {
 		return err
 	}
