@@ -3,6 +3,7 @@ module github.com/inventory-ledger/inventory
 go 1.26.0
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/labstack/echo/v4 v4.16.4
 	github.com/prometheus/client_golang v1.25.0
 	github.com/tidwall/wal v1.2.1
