@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -142,72 +139,6 @@ func checkSurvived(t *testing.T, e *Engine, want []acked) {
 				t.Errorf("acknowledged entry %s (%s v%d) lost", en.ID, en.ProductID, en.Version)
 			}
 		}
-	}
-}
-
-// copyDir copies the files of dir while they may still be written: what a
-// crash at that moment leaves, at worst (a torn last block is repaired).
-func copyDir(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.Walk(from, func(path string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, path)
-		dst := filepath.Join(to, rel)
-		if fi.IsDir() {
-			return os.MkdirAll(dst, 0o750)
-		}
-		src, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		out, err := os.Create(dst)
-		if err != nil {
-			return err
-		}
-		defer out.Close()
-		_, err = io.Copy(out, src)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestCrashKeepsAcknowledgedWrites snapshots the data directory while
-// writers run, as a crash at that instant would leave it, and restarts from
-// the snapshot: every write acknowledged before the snapshot began is there.
-func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
-	for round := 0; round < 3; round++ {
-		dir := t.TempDir()
-		e := openWALEngine(t, dir, 3)
-		stop := make(chan struct{})
-		wait := load(t, e, 12, stop)
-		time.Sleep(time.Duration(50+round*70) * time.Millisecond)
-		snapshotAt := time.Now()
-		crash := t.TempDir()
-		copyDir(t, dir, crash)
-		close(stop)
-		all, at := wait()
-		e.Close(context.Background())
-		var before []acked
-		for i, a := range all {
-			if at[i].Before(snapshotAt) {
-				before = append(before, a)
-			}
-		}
-		if len(before) < 50 {
-			t.Fatalf("round %d: only %d writes acknowledged before the snapshot", round, len(before))
-		}
-		r := openWALEngine(t, crash, 3)
-		checkSurvived(t, r, before)
-		r.Close(context.Background())
-		// The original directory, closed cleanly, has everything.
-		r = openWALEngine(t, dir, 3)
-		checkSurvived(t, r, all)
-		r.Close(context.Background())
 	}
 }
 
