@@ -196,6 +196,18 @@ func (a *actor) run() {
 	timer := time.NewTimer(a.wait(max(a.cfg.Clock(), a.state.lastAt)))
 	defer timer.Stop()
 	for {
+		if len(a.cur.answer) == 0 && len(a.entries) == 0 {
+			// The budget is the current flight's: an empty flight has spent
+			// none of it (requests taken may have been deferred or refused).
+			a.ops = 0
+			if r := a.carry; r != nil {
+				a.carry = nil
+				a.take(r)
+				now := a.step()
+				timer.Reset(a.wait(now))
+				continue
+			}
+		}
 		full := a.carry != nil || a.ops >= a.cfg.BatchOpsMax
 		if !full && len(a.ready) > 0 {
 			// Requests that waited for a parked product go first, within
@@ -289,7 +301,11 @@ func (a *actor) step() int64 {
 		a.clearBatch()
 		return now
 	}
-	a.state.forget(now, a.cfg.ForgetPerBatchMax)
+	if len(a.parked) == 0 {
+		// A prepared atomic batch may have dry-run a replay of a key that
+		// forgetting it now would turn into a new request at commit.
+		a.state.forget(now, a.cfg.ForgetPerBatchMax)
+	}
 	for i := 0; i < a.cfg.ExpirePerBatchMax && a.ops < a.cfg.BatchOpsMax+a.cfg.ExpirePerBatchMax; i++ {
 		n := len(a.entries)
 		var ok bool
@@ -390,6 +406,7 @@ func (a *actor) handle(r *request, now int64) {
 		})
 		if blocked {
 			a.deferred = append(a.deferred, r)
+			a.ops = max(0, a.ops-max(1, len(r.ops))) // it does not join this flight
 			return
 		}
 	}

@@ -74,10 +74,10 @@ func Open(cfg Config, open OpenJournal) (*Engine, error) {
 		txSlots:  make(chan struct{}, cfg.TxInflightMax),
 	}
 	e.m = newMetrics(cfg.Registerer, cfg.Shards, func(i int) int {
-		if a := e.actors[i]; a != nil && e.ready.Load() {
-			return len(a.inbox)
+		if !e.ready.Load() { // actors are set before ready, and never after
+			return 0
 		}
-		return 0
+		return len(e.actors[i].inbox)
 	})
 	go e.start(open)
 	return e, nil
@@ -91,9 +91,9 @@ func (e *Engine) start(open OpenJournal) {
 	for i := range e.cfg.Shards {
 		wg.Go(func() {
 			st := NewState(i, int64(e.cfg.Retention))
-			st.keysFrom = e.cfg.Clock() - int64(e.cfg.Retention)
+			st.keysFrom, st.replaying = e.cfg.Clock()-int64(e.cfg.Retention), true
 			j, err := replayShard(i, st, open)
-			st.keysFrom = 0
+			st.keysFrom, st.replaying = 0, false
 			if err != nil {
 				errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
 				return

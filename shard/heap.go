@@ -75,7 +75,8 @@ func (h expiryHeap) down(holds *slab, i int) bool {
 // chunks, each spanning at most span nanoseconds of created_at, and a chunk
 // is forgotten once its newest key is older than the retention window: a
 // key is remembered for at least the window and at most one span longer,
-// for 16 bytes instead of the 24 a per-key timestamp would cost.
+// without a timestamp per key. Each key keeps the version it applied, so
+// that forgetting an old use of a key never drops a later use of it.
 type idemAges struct {
 	chunks []ageChunk
 	head   int // keys of chunks[0] already forgotten
@@ -84,28 +85,33 @@ type idemAges struct {
 }
 
 type ageChunk struct {
-	keys        []hkey
+	keys        []agedKey
 	first, last int64 // created_at of the oldest and newest key
+}
+
+type agedKey struct {
+	k       hkey
+	version int64
 }
 
 // agesChunk bounds the keys of one chunk (64 KiB).
 const agesChunk = 4096
 
-func (q *idemAges) push(k hkey, at int64) {
+func (q *idemAges) push(k hkey, version, at int64) {
 	last := len(q.chunks) - 1
 	if last < 0 || len(q.chunks[last].keys) == agesChunk || at-q.chunks[last].first > q.span {
 		q.chunks = append(q.chunks, ageChunk{first: at})
 		last++
 	}
 	c := &q.chunks[last]
-	c.keys = append(c.keys, k)
+	c.keys = append(c.keys, agedKey{k, version})
 	c.last = at
 	q.n++
 }
 
 // popBefore removes up to n keys of chunks whose newest key is older than
 // cutoff, calling fn with each, and returns how many it removed.
-func (q *idemAges) popBefore(cutoff int64, n int, fn func(hkey)) int {
+func (q *idemAges) popBefore(cutoff int64, n int, fn func(agedKey)) int {
 	done := 0
 	for done < n && len(q.chunks) > 0 && q.chunks[0].last < cutoff {
 		c := &q.chunks[0]
@@ -126,8 +132,8 @@ func (q *idemAges) popBefore(cutoff int64, n int, fn func(hkey)) int {
 func (q *idemAges) len() int { return q.n }
 
 // all returns the queued keys in order (for tests).
-func (q *idemAges) all() []hkey {
-	var out []hkey
+func (q *idemAges) all() []agedKey {
+	var out []agedKey
 	for i, c := range q.chunks {
 		k := c.keys
 		if i == 0 {

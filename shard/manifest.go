@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 )
 
 // FormatVersion is the version of the data directory's layout and records.
@@ -49,6 +51,15 @@ func PrepareDir(dir string, shards int) error {
 	if err != nil {
 		return fmt.Errorf("read data dir: %w", err)
 	}
+	// A crash while the manifest was first written leaves its temporary
+	// file: that directory is still new.
+	ents = slices.DeleteFunc(ents, func(e os.DirEntry) bool {
+		if strings.HasPrefix(e.Name(), ManifestName+".tmp") {
+			os.Remove(filepath.Join(dir, e.Name()))
+			return true
+		}
+		return false
+	})
 	if len(ents) > 0 {
 		return fmt.Errorf("data dir %s is not empty but has no %s: refusing to guess its layout", dir, ManifestName)
 	}

@@ -27,6 +27,13 @@ func TestPrepareDir(t *testing.T) {
 		t.Errorf("a non-empty directory without a manifest was accepted")
 	}
 
+	// A crash while the first manifest was written leaves its temporary file.
+	torn := t.TempDir()
+	os.WriteFile(filepath.Join(torn, ManifestName+".tmp123"), []byte("{"), 0o600)
+	if err := PrepareDir(torn, 4); err != nil {
+		t.Errorf("directory with a leftover temporary manifest: %v", err)
+	}
+
 	future := t.TempDir()
 	os.WriteFile(filepath.Join(future, ManifestName), []byte(`{"format": 2, "shards": 4}`), 0o600)
 	if err := PrepareDir(future, 4); err == nil || !strings.Contains(err.Error(), "format 2") {

@@ -35,6 +35,11 @@ type State struct {
 	// replay sets it to the start of the retention window, so that keys
 	// already out of it cost neither time nor memory; live it is 0.
 	keysFrom int64
+	// replaying is set while the log is replayed. A key can then appear
+	// twice: forgotten after the window, then used again (live, decide
+	// refuses a key it remembers). With the wall clock stepped back, both
+	// uses may fall inside the window computed at start-up; the later wins.
+	replaying bool
 }
 
 // product holds the balances of one product. Its id is the key of
@@ -343,10 +348,10 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	}
 	if e.IdempotencyKey != "" && e.CreatedAt >= s.keysFrom {
 		ik := s.hash(e.ProductID, e.IdempotencyKey)
-		if !s.idem.put(ik, idemRecord{fp: e.Fingerprint, version: e.Version}) {
+		if !s.idem.put(ik, idemRecord{fp: e.Fingerprint, version: e.Version}) && !s.replaying {
 			return fmt.Errorf("entry %s: idempotency key %q applied twice", e.ID, e.IdempotencyKey)
 		}
-		s.ages.push(ik, e.CreatedAt)
+		s.ages.push(ik, e.Version, e.CreatedAt)
 	}
 	if p == nil {
 		p = &product{}
@@ -450,7 +455,11 @@ func (s *State) settle(k hkey, r resvRecord, st ReservationState, version int64)
 // window (give or take a 64th of it, see idemAges), at most n of them; it
 // returns how many it dropped.
 func (s *State) forget(now int64, n int) int {
-	return s.ages.popBefore(now-s.retention, n, func(k hkey) { s.idem.del(k) })
+	return s.ages.popBefore(now-s.retention, n, func(a agedKey) {
+		if r, ok := s.idem.get(a.k); ok && r.version == a.version {
+			s.idem.del(a.k)
+		}
+	})
 }
 
 // reservation returns the index record of a reservation.

@@ -4,14 +4,14 @@ import "math/bits"
 
 // table is a hash table from hkey to V: bucketized cuckoo hashing, 4 slots
 // to a bucket and 2 candidate buckets per key, in 256 independently grown
-// parts, each grown by a quarter when 90% full. It replaces Go maps for the shard's two big indexes (reservations
+// parts, each grown by a third when 88% full. It replaces Go maps for the shard's two big indexes (reservations
 // and idempotency keys) because:
 //
 //   - keys are already uniform 128-bit hashes, so their bits index buckets
 //     directly, with no second hash;
 //   - a lookup reads at most 2 buckets, hit or miss, and most lookups on
 //     the hot path are misses (new keys, new reservation ids);
-//   - parts stay 72-90% full (growing by a quarter, not doubling), where Go
+//   - parts stay 66-88% full (growing by a third, not doubling), where Go
 //     maps measured 40-60% (60-84 bytes per 32-byte entry at 1M entries):
 //     this is what keeps a product or a hold under 200 bytes;
 //   - a part holds 1/256 of the keys, so growing one copies little and
@@ -141,7 +141,7 @@ func (p *tablePart[V]) place(b int, e tableSlot[V]) bool {
 	return false
 }
 
-// grow enlarges the part by a quarter, more if needed, until every entry
+// grow enlarges the part by a third, more if needed, until every entry
 // and extra fit.
 func (p *tablePart[V]) grow(extra tableSlot[V]) {
 	old := p.buckets

@@ -1,0 +1,209 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Regression tests for faults found in review.
+
+func productsOn(shards, want int, n int) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		p := fmt.Sprintf("p%d", i)
+		if Route(p, shards) == want {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// gatedJournal holds every Write while its gate is set.
+type gatedJournal struct {
+	*memJournal
+	mu   sync.Mutex
+	gate chan struct{}
+	in   chan struct{}
+}
+
+func (j *gatedJournal) Write(recs [][]byte) error {
+	j.mu.Lock()
+	g := j.gate
+	j.mu.Unlock()
+	if g != nil {
+		select {
+		case j.in <- struct{}{}:
+		default:
+		}
+		<-g
+	}
+	return j.memJournal.Write(recs)
+}
+
+func (j *gatedJournal) close(gate chan struct{}) {
+	j.mu.Lock()
+	j.gate = nil
+	j.mu.Unlock()
+	close(gate)
+}
+
+// TestFailedShardKeepsAnswering: after a journal failure every request is
+// answered unavailable at once, however many come (requests answered
+// without a flight used to hold the batch budget until the actor stalled).
+func TestFailedShardKeepsAnswering(t *testing.T) {
+	te := startEngine(t, 1)
+	te.write(add("p", 5))
+	te.js[0].fail()
+	if _, err := te.Write(context.Background(), add("p", 1)); err == nil {
+		t.Fatal("write on a failed journal succeeded")
+	}
+	for i := 0; i < 1100; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := te.Stock(ctx, "p")
+		cancel()
+		if err == nil || err.Code != CodeUnavailable || err.Detail != errUnavailable.Detail {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+}
+
+// TestManyRequestsWaitForAParkedProduct: more requests than a flight holds
+// wait behind a product parked by a cross-shard atomic batch; the batch
+// still resolves and they are all answered.
+func TestManyRequestsWaitForAParkedProduct(t *testing.T) {
+	js := newMemJournals(2)
+	g1 := &gatedJournal{memJournal: js[1], in: make(chan struct{}, 1)}
+	e, err := Open(Config{Shards: 2}, func(i int, _ func(uint64, []byte) error) (Journal, error) {
+		if i == 1 {
+			return g1, nil
+		}
+		return js[0], nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	if err := e.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, q := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
+	for _, x := range []string{p, q} {
+		if _, err := e.Write(ctx, add(x, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gate := make(chan struct{})
+	g1.mu.Lock()
+	g1.gate = gate
+	g1.mu.Unlock()
+	go e.Write(ctx, add(q, 1)) // holds shard 1's writer, so its prepare waits
+	<-g1.in
+	batchDone := make(chan *Error, 1)
+	go func() {
+		_, err := e.Batch(ctx, []Op{reserve(p, "r1", 1), reserve(q, "r1", 1)}, true)
+		batchDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // p is parked on shard 0
+	var wg sync.WaitGroup
+	for i := 0; i < 1100; i++ {
+		wg.Go(func() {
+			c, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if _, err := e.Stock(c, p); err != nil {
+				t.Errorf("read behind the parked product: %v", err)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	g1.close(gate)
+	select {
+	case err := <-batchDone:
+		if err != nil {
+			t.Fatalf("batch: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the atomic batch never resolved")
+	}
+	wg.Wait()
+}
+
+// TestKeyOutlivesRetentionWhileParked: a retried op whose key's retention
+// passes while its cross-shard batch is parked still replays at commit.
+func TestKeyOutlivesRetentionWhileParked(t *testing.T) {
+	js := newMemJournals(2)
+	g1 := &gatedJournal{memJournal: js[1], in: make(chan struct{}, 1)}
+	clock := newFakeClock()
+	e, err := Open(Config{Shards: 2, Clock: clock.now, Retention: time.Second}, func(i int, _ func(uint64, []byte) error) (Journal, error) {
+		if i == 1 {
+			return g1, nil
+		}
+		return js[0], nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	e.Wait(context.Background())
+	ctx := context.Background()
+	p, q := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
+	e.Write(ctx, add(p, 100))
+	e.Write(ctx, add(q, 100))
+	orig := reserve(p, "r1", 1)
+	first, werr := e.Write(ctx, orig)
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	clock.advance(time.Second - time.Millisecond) // just inside retention
+	gate := make(chan struct{})
+	g1.mu.Lock()
+	g1.gate = gate
+	g1.mu.Unlock()
+	go e.Write(ctx, add(q, 1))
+	<-g1.in
+	done := make(chan []Result, 1)
+	go func() {
+		res, err := e.Batch(ctx, []Op{orig, reserve(q, "r2", 1)}, true)
+		if err != nil {
+			t.Errorf("batch: %v", err)
+		}
+		done <- res
+	}()
+	time.Sleep(100 * time.Millisecond)
+	clock.advance(time.Second) // retention passes while p is parked
+	e.Stock(ctx, p+"-other")   // a step on shard 0 that would forget
+	g1.close(gate)
+	res := <-done
+	if len(res) != 2 || !res[0].Replayed || res[0].Entries[0].ID != first.Entries[0].ID {
+		t.Errorf("the retried op: %+v, want a replay of %s", res, first.Entries[0].ID)
+	}
+}
+
+// TestReplayAfterClockStepBack: a key used again after its retention passed
+// is in the log twice; with the clock stepped back at restart both uses fall
+// inside the window, and the replay keeps the later one.
+func TestReplayAfterClockStepBack(t *testing.T) {
+	te := startEngine(t, 1)
+	te.cfg.Retention = time.Minute
+	te.restart()
+	op := add("p", 1)
+	op.IdempotencyKey = "K"
+	te.write(op)
+	te.clock.advance(time.Minute + 2*time.Second)
+	te.write(add("p", 1)) // this step forgets K
+	op2 := add("p", 2)
+	op2.IdempotencyKey = "K"
+	second := te.write(op2)
+	if second.Replayed {
+		t.Fatal("K still remembered after its retention")
+	}
+	te.Close(context.Background())
+	te.clock.advance(-3 * time.Second) // an NTP step back, a restored VM
+	te.open()
+	if res := te.write(op2); !res.Replayed || res.Entries[0].ID != second.Entries[0].ID {
+		t.Errorf("K after the restart: %+v, want a replay of the later use", res)
+	}
+}
