@@ -109,8 +109,8 @@ func TestBadInputs(t *testing.T) {
 		{"X-Actor bad", write(add, "X-Actor", "bob smith"), 400, "invalid_request", "X-Actor"},
 		{"X-Actor empty", write(add, "X-Actor", ""), 400, "invalid_request", "X-Actor"},
 		{"X-Actor long", write(add, "X-Actor", long), 400, "invalid_request", "X-Actor"},
-		{"Content-Type text", write(add, "Content-Type", "text/plain"), 400, "invalid_request", "Content-Type"},
-		{"Content-Type form", write(add, "Content-Type", "application/x-www-form-urlencoded"), 400, "invalid_request", "Content-Type"},
+		{"Content-Type text, body not JSON", write("type=ADD&quantity=1", "Content-Type", "text/plain"), 400, "invalid_request", "body must be"},
+		{"Content-Type form, body not JSON", write("type=ADD&quantity=1", "Content-Type", "application/x-www-form-urlencoded"), 400, "invalid_request", "body must be"},
 		{"charset latin1", write(add, "Content-Type", "application/json; charset=latin1"), 400, "invalid_request", "UTF-8"},
 		{"query on a write", req{method: "POST", path: path + "?dry_run=1", body: add, hdr: key()}, 400, "invalid_request", "dry_run"},
 

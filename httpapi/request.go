@@ -53,11 +53,11 @@ func isMsgpack(t string) bool {
 		strings.EqualFold(t, "application/vnd.msgpack")
 }
 
-// bodyFormat returns the format of the request body from Content-Type: JSON
-// when absent or application/json (charset, if given, must be UTF-8),
-// msgpack for application/msgpack (also x-msgpack, vnd.msgpack). Anything
-// else is invalid_request: API.md has no 415 code, and a wrong Content-Type
-// is a bad header.
+// bodyFormat returns the format of the request body from Content-Type:
+// msgpack for application/msgpack (also x-msgpack, vnd.msgpack), JSON
+// otherwise ("JSON by default", API.md): a missing type, application/json,
+// and the text/plain or form type that curl -d sends all mean JSON, which
+// the strict decoder then requires. A charset, if given, must be UTF-8.
 func bodyFormat(h http.Header) (format, *shard.Error) {
 	v := h["Content-Type"]
 	if len(v) == 0 {
@@ -71,14 +71,9 @@ func bodyFormat(h http.Header) (format, *shard.Error) {
 	}
 	t, params, _ := strings.Cut(v[0], ";")
 	t = strings.TrimSpace(t)
-	var f format
-	switch {
-	case strings.EqualFold(t, mediaJSON):
-		f = formatJSON
-	case isMsgpack(t):
+	f := formatJSON
+	if isMsgpack(t) {
 		f = formatMsgpack
-	default:
-		return 0, invalid("Content-Type must be application/json or application/msgpack")
 	}
 	for params != "" {
 		var p string

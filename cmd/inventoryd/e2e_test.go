@@ -402,3 +402,24 @@ func TestErrorsOverTheWire(t *testing.T) {
 		t.Errorf("metrics: %d", r.status)
 	}
 }
+
+// TestJSONByDefault: a JSON body is read as JSON whatever non-msgpack type
+// it is sent with, as curl -d sends it.
+func TestJSONByDefault(t *testing.T) {
+	s := start(t, t.TempDir())
+	for i, ct := range []string{"application/x-www-form-urlencoded", "text/plain", ""} {
+		req, _ := http.NewRequest("POST", s.url+"/v1/products/p/transactions", strings.NewReader(`{"type":"ADD","quantity":1}`))
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("k%d", i))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			t.Errorf("Content-Type %q: %d", ct, resp.StatusCode)
+		}
+	}
+}
