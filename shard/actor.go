@@ -281,7 +281,9 @@ func (a *actor) take(r *request) {
 // at most a second so that old idempotency keys are forgotten steadily.
 func (a *actor) wait(now int64) time.Duration {
 	d := time.Second
-	if at, ok := a.state.NextDeadline(); ok {
+	// A due hold on a parked product waits for its batch to resolve, which
+	// arrives as a message and wakes the actor: no need to poll for it.
+	if at, product, ok := a.state.nextExpiry(); ok && !(at <= now && a.isParked(product)) {
 		d = min(d, time.Duration(at-now))
 	}
 	return max(d, time.Millisecond)

@@ -308,10 +308,17 @@ func (s *State) expire(now int64, skip func(productID string) bool, out []Entry)
 // NextDeadline returns the earliest expiry of an active hold, and false if
 // there is none.
 func (s *State) NextDeadline() (int64, bool) {
+	at, _, ok := s.nextExpiry()
+	return at, ok
+}
+
+// nextExpiry returns the deadline and product of the earliest active hold.
+func (s *State) nextExpiry() (int64, string, bool) {
 	if len(s.heap) == 0 {
-		return 0, false
+		return 0, "", false
 	}
-	return s.holds.at(s.heap[0]).expiresAt, true
+	h := s.holds.at(s.heap[0])
+	return h.expiresAt, h.productID, true
 }
 
 // apply adds one entry to the state; loc is where the journal stores it. It
