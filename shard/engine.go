@@ -206,13 +206,22 @@ func (e *Engine) send(ctx context.Context, i int, r *request) *Error {
 		e.m.shards[i].rejected(CodeOverloaded)
 		return errOverloaded
 	}
-	return wait(ctx, r)
+	return e.wait(ctx, i, r)
 }
 
-func wait(ctx context.Context, r *request) *Error {
+// wait waits for shard i to answer r, for ctx, or for the shard to stop
+// (a request queued as it shut down is never answered).
+func (e *Engine) wait(ctx context.Context, i int, r *request) *Error {
 	select {
 	case <-r.done:
 		return r.err
+	case <-e.actors[i].done:
+		select {
+		case <-r.done:
+			return r.err
+		default:
+			return errClosed
+		}
 	case <-ctx.Done():
 		return errorf(CodeUnavailable, "gave up waiting for the shard: %v; the request may still apply", ctx.Err())
 	}
@@ -311,7 +320,7 @@ func (e *Engine) looseBatch(ctx context.Context, ops []Op, results []Result) {
 		}
 	}
 	for s, r := range parts {
-		err := wait(ctx, r)
+		err := e.wait(ctx, s, r)
 		for j, i := range r.index {
 			if err != nil {
 				results[i].Err = err.withIndex(i)
@@ -404,7 +413,7 @@ func (e *Engine) atomicBatch(ctx context.Context, ops []Op, results []Result) *E
 	var failed *Error
 	for _, s := range shards {
 		r := parts[s]
-		if err := wait(bg, r); err != nil {
+		if err := e.wait(bg, s, r); err != nil {
 			failed = cmp.Or(failed, err)
 			continue
 		}
@@ -425,8 +434,8 @@ func (e *Engine) evaluate(ctx context.Context, ops []Op, results []Result) *Erro
 		}
 	}
 	var first *Error
-	for _, r := range parts {
-		if err := wait(ctx, r); err != nil && (first == nil || err.OpIndex < first.OpIndex) {
+	for s, r := range parts {
+		if err := e.wait(ctx, s, r); err != nil && (first == nil || err.OpIndex < first.OpIndex) {
 			first = err
 		}
 	}
@@ -444,7 +453,7 @@ func (e *Engine) resolve(s int, r *request, commit bool) {
 		panic("shard: ctrl queue full despite txSlots")
 	}
 	if !commit {
-		<-r.done
+		e.wait(context.Background(), s, r)
 	}
 }
 
