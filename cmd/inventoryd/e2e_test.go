@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 
 // server is a running inventoryd.
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	url  string
 	dir  string
@@ -48,7 +48,7 @@ type server struct {
 	done chan error
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func freePort(t *testing.T) string {
 }
 
 // start runs inventoryd on dir and waits until it is ready.
-func start(t *testing.T, dir string, args ...string) *server {
+func start(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
 	addr := freePort(t)
 	s := &server{t: t, url: "http://" + addr, dir: dir, logs: &bytes.Buffer{}, done: make(chan error, 1)}
