@@ -197,15 +197,7 @@ func TestDiskFaultLosesNothingAcknowledged(t *testing.T) {
 			stop := make(chan struct{})
 			wait := load(t, e, 8, stop)
 			ctx := context.Background()
-			var onFailed, onHealthy string
-			for i := 0; onFailed == "" || onHealthy == ""; i++ {
-				p := fmt.Sprintf("p%d", i)
-				if Route(p, 2) == 0 && onFailed == "" {
-					onFailed = p
-				} else if Route(p, 2) == 1 && onHealthy == "" {
-					onHealthy = p
-				}
-			}
+			onFailed, onHealthy := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				_, err := e.Stock(ctx, onFailed)

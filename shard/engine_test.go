@@ -406,15 +406,7 @@ func TestAtomicBatchesConcurrently(t *testing.T) {
 func TestJournalFailure(t *testing.T) {
 	te := startEngine(t, 2)
 	ctx := context.Background()
-	var onBad, onGood string
-	for i := 0; onBad == "" || onGood == ""; i++ {
-		p := fmt.Sprintf("p%d", i)
-		if Route(p, 2) == 0 && onBad == "" {
-			onBad = p
-		} else if Route(p, 2) == 1 && onGood == "" {
-			onGood = p
-		}
-	}
+	onBad, onGood := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
 	acked := te.write(add(onBad, 5))
 	te.js[0].fail()
 	if _, err := te.Write(ctx, add(onBad, 1)); err == nil || err.Code != CodeUnavailable {

@@ -2,9 +2,11 @@ package shard
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"testing"
 )
 
 // memJournal is a Journal in memory that can fail on demand. Its records are
@@ -107,4 +109,28 @@ func (js memJournals) open(i int, fn func(loc uint64, rec []byte) error) (Journa
 	}
 	js[i] = fresh
 	return fresh, nil
+}
+
+// mustOpen opens an engine, waits for its replay and closes it after the test.
+func mustOpen(t *testing.T, cfg Config, open OpenJournal) *Engine {
+	t.Helper()
+	e, err := Open(cfg, open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	if err := e.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// gated is an OpenJournal over js whose shard 1 is g.
+func gated(js memJournals, g *gatedJournal) OpenJournal {
+	return func(i int, _ func(uint64, []byte) error) (Journal, error) {
+		if i == 1 {
+			return g, nil
+		}
+		return js[i], nil
+	}
 }

@@ -76,19 +76,7 @@ func TestFailedShardKeepsAnswering(t *testing.T) {
 func TestManyRequestsWaitForAParkedProduct(t *testing.T) {
 	js := newMemJournals(2)
 	g1 := &gatedJournal{memJournal: js[1], in: make(chan struct{}, 1)}
-	e, err := Open(Config{Shards: 2}, func(i int, _ func(uint64, []byte) error) (Journal, error) {
-		if i == 1 {
-			return g1, nil
-		}
-		return js[0], nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
-	if err := e.Wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	e := mustOpen(t, Config{Shards: 2}, gated(js, g1))
 	ctx := context.Background()
 	p, q := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
 	for _, x := range []string{p, q} {
@@ -137,17 +125,7 @@ func TestKeyOutlivesRetentionWhileParked(t *testing.T) {
 	js := newMemJournals(2)
 	g1 := &gatedJournal{memJournal: js[1], in: make(chan struct{}, 1)}
 	clock := newFakeClock()
-	e, err := Open(Config{Shards: 2, Clock: clock.now, Retention: time.Second}, func(i int, _ func(uint64, []byte) error) (Journal, error) {
-		if i == 1 {
-			return g1, nil
-		}
-		return js[0], nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
-	e.Wait(context.Background())
+	e := mustOpen(t, Config{Shards: 2, Clock: clock.now, Retention: time.Second}, gated(js, g1))
 	ctx := context.Background()
 	p, q := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
 	e.Write(ctx, add(p, 100))
