@@ -44,6 +44,6 @@
 // idempotent replay reads only the entries it returns). Per reservation
 // ever made: 32 B in the reservation index (ids are never reused, so they
 // are kept). Per active hold: 56 B plus its heap slot. Per idempotency key
-// inside the retention window: 48 B. The indexes are cuckoo tables
+// inside the retention window: 56 B (its index slot and its place in the age queue). The indexes are cuckoo tables
 // (table.go) that stay 66-88% full.
 package shard
