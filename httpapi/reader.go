@@ -122,17 +122,13 @@ func (r *jsonReader) expect(want string, start byte) error {
 	return r.syntax("invalid character " + strconv.QuoteRune(rune(c)))
 }
 
-func (r *jsonReader) object() error {
-	if err := r.expect("an object", '{'); err != nil {
-		return err
-	}
-	r.i++
-	r.first = true
-	return nil
-}
+func (r *jsonReader) object() error { return r.open("an object", '{') }
 
-func (r *jsonReader) array() error {
-	if err := r.expect("an array", '['); err != nil {
+func (r *jsonReader) array() error { return r.open("an array", '[') }
+
+// open moves past the opening bracket c of a container.
+func (r *jsonReader) open(want string, c byte) error {
+	if err := r.expect(want, c); err != nil {
 		return err
 	}
 	r.i++
