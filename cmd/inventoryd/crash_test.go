@@ -191,8 +191,9 @@ func TestCrashLoop(t *testing.T) {
 }
 
 type ledgerEntry struct {
-	ID       string `json:"id"`
-	Type     string `json:"type"`
+	ID            string `json:"id"`
+	Type          string `json:"type"`
+	ReservationID string `json:"reservation_id"`
 	Quantity int64  `json:"quantity"`
 	Delta    int64  `json:"delta"`
 	OnHand   int64  `json:"on_hand"`
@@ -200,7 +201,10 @@ type ledgerEntry struct {
 	Version  int64  `json:"version"`
 }
 
-// ledger reads a product's whole ledger and checks that it adds up.
+// ledger reads a product's whole ledger and checks DESIGN.md's invariants
+// that one ledger shows: balances are the running sums and never negative,
+// versions run 1..n, and each hold is settled at most once, after it was
+// made (no partial commits here, so every COMMIT or RELEASE settles one).
 func ledger(t *testing.T, s *server, product string) []ledgerEntry {
 	t.Helper()
 	var all []ledgerEntry
@@ -221,7 +225,20 @@ func ledger(t *testing.T, s *server, product string) []ledgerEntry {
 		after = page.NextAfter
 	}
 	var onHand, reserved int64
+	holds := map[string]int{} // 1 held, 2 settled
 	for i, e := range all {
+		switch e.Type {
+		case "RESERVE":
+			if holds[e.ReservationID] != 0 {
+				t.Fatalf("%s: hold %s made twice", product, e.ReservationID)
+			}
+			holds[e.ReservationID] = 1
+		case "COMMIT", "RELEASE":
+			if holds[e.ReservationID] != 1 {
+				t.Fatalf("%s: hold %s settled while in state %d", product, e.ReservationID, holds[e.ReservationID])
+			}
+			holds[e.ReservationID] = 2
+		}
 		switch e.Type {
 		case "ADD", "RETURN":
 			onHand += e.Quantity
