@@ -194,11 +194,11 @@ type ledgerEntry struct {
 	ID            string `json:"id"`
 	Type          string `json:"type"`
 	ReservationID string `json:"reservation_id"`
-	Quantity int64  `json:"quantity"`
-	Delta    int64  `json:"delta"`
-	OnHand   int64  `json:"on_hand"`
-	Reserved int64  `json:"reserved"`
-	Version  int64  `json:"version"`
+	Quantity      int64  `json:"quantity"`
+	Delta         int64  `json:"delta"`
+	OnHand        int64  `json:"on_hand"`
+	Reserved      int64  `json:"reserved"`
+	Version       int64  `json:"version"`
 }
 
 // ledger reads a product's whole ledger and checks DESIGN.md's invariants
