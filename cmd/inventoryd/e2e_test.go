@@ -423,3 +423,54 @@ func TestJSONByDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitExceeded fills a product to exactly 10^15 with batches of the
+// largest quantity, then one more unit is refused with limit_exceeded.
+func TestLimitExceeded(t *testing.T) {
+	s := start(t, t.TempDir())
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Go(func() {
+			var body bytes.Buffer
+			for b := w; b < 1000; b += 4 {
+				body.Reset()
+				body.WriteString(`{"atomic":false,"ops":[`)
+				for j := 0; j < 1000; j++ {
+					if j > 0 {
+						body.WriteByte(',')
+					}
+					fmt.Fprintf(&body, `{"product_id":"full","type":"ADD","quantity":1000000000,"idempotency_key":"f%d-%d"}`, b, j)
+				}
+				body.WriteString(`]}`)
+				resp, err := client.Post(s.url+"/v1/batch", "application/json", &body)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("batch %d: %d", b, resp.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r := s.do("GET", "/v1/products/full", nil)
+	if num(r.body["on_hand"]) != 1_000_000_000_000_000 {
+		t.Fatalf("on hand %v after a million ADDs of 10^9", r.body["on_hand"])
+	}
+	r = s.write("full", "one-more", map[string]any{"type": "ADD", "quantity": 1})
+	if r.status != 409 || r.body["code"] != "limit_exceeded" {
+		t.Errorf("past 10^15: %d %s", r.status, r.raw)
+	}
+	r = s.write("full", "return", map[string]any{"type": "RETURN", "quantity": 1})
+	if r.status != 409 || r.body["code"] != "limit_exceeded" {
+		t.Errorf("RETURN past 10^15: %d %s", r.status, r.raw)
+	}
+	if r := s.do("GET", "/openapi.json", nil); r.status != 200 || r.body["openapi"] == nil {
+		t.Errorf("openapi.json: %d", r.status)
+	}
+}
