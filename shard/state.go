@@ -45,8 +45,11 @@ type State struct {
 // product holds the balances of one product. Its id is the key of
 // State.products (and is kept by its holds), so it is not stored again.
 type product struct {
-	onHand    int64
-	reserved  int64
+	onHand   int64
+	reserved int64
+	// version equals len(locs) on the live state; it is kept apart because
+	// a fork (State.fork) copies a product without its locators, which a
+	// hot product has millions of.
 	version   int64
 	updatedAt int64
 	// locs[v-1] is the journal locator of the entry with version v: the

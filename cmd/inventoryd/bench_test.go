@@ -23,27 +23,10 @@ func BenchmarkHTTPBatch(b *testing.B) {
 	b.ResetTimer()
 	t0 := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
-		var body bytes.Buffer
 		for pb.Next() {
-			n := next.Add(1)
-			body.Reset()
-			body.WriteString(`{"atomic":false,"ops":[`)
-			for j := 0; j < 1000; j++ {
-				if j > 0 {
-					body.WriteByte(',')
-				}
-				fmt.Fprintf(&body, `{"product_id":"p%d","type":"ADD","quantity":1,"idempotency_key":"b%d-%d"}`, j%4, n, j)
-			}
-			body.WriteString(`]}`)
-			resp, err := client.Post(s.url+"/v1/batch", "application/json", &body)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Errorf("status %d", resp.StatusCode)
+			body := addBatch([]string{"p0", "p1", "p2", "p3"}, 1, fmt.Sprintf("b%d", next.Add(1)))
+			if status, err := postDiscard(client, s.url+"/v1/batch", body); err != nil || status != 200 {
+				b.Errorf("status %d %v", status, err)
 				return
 			}
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -21,11 +22,6 @@ import (
 // ops were applied, and that full service returns when the load drops.
 func TestOverload(t *testing.T) {
 	s := start(t, t.TempDir(), "--queue-depth", "8", "--shards", "4")
-	ops := make([]string, 1000)
-	for i := range ops {
-		ops[i] = fmt.Sprintf(`{"product_id":"p%d","type":"ADD","quantity":1,"idempotency_key":"%%s-%d"}`, i%2, i)
-	}
-	template := `{"atomic":false,"ops":[` + strings.Join(ops, ",") + `]}`
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
 	var applied, refusedOps, overloaded, admitted atomic.Int64
 	var mu sync.Mutex
@@ -35,8 +31,8 @@ func TestOverload(t *testing.T) {
 	for w := 0; w < 64; w++ {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(deadline); i++ {
-				body := strings.ReplaceAll(template, "%s", fmt.Sprintf("w%d-%d", w, i))
-				req, _ := http.NewRequest("POST", s.url+"/v1/batch", strings.NewReader(body))
+				body := addBatch([]string{"p0", "p1"}, 1, fmt.Sprintf("w%d-%d", w, i))
+				req, _ := http.NewRequest("POST", s.url+"/v1/batch", bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				t0 := time.Now()
 				resp, err := client.Do(req)
