@@ -4,13 +4,18 @@ import "math/bits"
 
 // table is a hash table from hkey to V: bucketized cuckoo hashing, 4 slots
 // to a bucket and 2 candidate buckets per key, in 256 independently grown
-// parts, each grown by a third when 88% full. It replaces Go maps for the shard's two big indexes (reservations
-// and idempotency keys) because:
+// parts, each grown by a third when 88% full. It replaces Go maps for the
+// shard's two big indexes (reservations and idempotency keys) because:
 //
 //   - keys are already uniform 128-bit hashes, so their bits index buckets
 //     directly, with no second hash;
 //   - a lookup reads at most 2 buckets, hit or miss, and most lookups on
 //     the hot path are misses (new keys, new reservation ids);
+//   - each bucket has a 4-byte tag word beside the buckets (one byte of the
+//     key per slot, 0 for empty): a miss reads only the two tag words, and
+//     the tag words of a million keys (about 1.3 MB) stay in cache where
+//     the 42 MB of slots cannot. Placing a key finds its free slot from the
+//     tags too, so inserting writes a slot without first reading it;
 //   - parts stay 66-88% full (growing by a third, not doubling), where Go
 //     maps measured 40-60% (60-84 bytes per 32-byte entry at 1M entries):
 //     this is what keeps a product or a hold under 200 bytes;
@@ -28,7 +33,7 @@ type table[V any] struct {
 const (
 	tablePartBits  = 8
 	tableParts     = 1 << tablePartBits
-	tableSlots     = 4  // slots per bucket
+	tableSlots     = 8  // slots per bucket, one tag byte each in a uint64
 	tableKicksMax  = 64 // cuckoo displacements before a part grows
 	tableBucketMin = 2
 	// tableFillMax is the fill, in percent, at which a part grows before
@@ -44,13 +49,15 @@ type tableSlot[V any] struct {
 type tableBucket[V any] [tableSlots]tableSlot[V]
 
 type tablePart[V any] struct {
+	tags    []uint64         // tags[b] holds the tag bytes of buckets[b]
 	buckets []tableBucket[V] // nil while empty
 	n       int
 }
 
-// The part comes from the top bits of k[0], the first bucket from k[1] and
-// the second from the other bits of k[0]: independent bits of a uniform
-// hash, mapped onto any bucket count by multiplication.
+// The part comes from the top bits of k[0], the first bucket from k[1], the
+// second from the other bits of k[0] and the tag from the low byte of k[1],
+// which barely moves the product that picks the first bucket: independent
+// bits of a uniform hash, mapped onto any bucket count by multiplication.
 func (t *table[V]) part(k hkey) *tablePart[V] { return &t.parts[k[0]>>(64-tablePartBits)] }
 
 func (p *tablePart[V]) homes(k hkey) (int, int) {
@@ -60,21 +67,62 @@ func (p *tablePart[V]) homes(k hkey) (int, int) {
 	return int(b1), int(b2)
 }
 
-// slot returns the slot holding k, or nil.
-func (p *tablePart[V]) slot(k hkey) *tableSlot[V] {
+// tag returns k's tag byte: never 0, which marks an empty slot.
+func tag(k hkey) uint64 {
+	if t := k[1] & 0xff; t != 0 {
+		return t
+	}
+	return 1
+}
+
+const (
+	bytesLow  = 0x0101010101010101
+	bytesHigh = 0x8080808080808080
+)
+
+// matches returns a mask with the high bit of each byte of w that equals t
+// (the classic zero-byte test on w^t..t). It may also flag a byte above a
+// true match, so callers confirm each one against the key.
+func matches(w, t uint64) uint64 {
+	x := w ^ t*bytesLow
+	return (x - bytesLow) &^ x & bytesHigh
+}
+
+// locate returns the bucket and the slot in it that hold k.
+func (p *tablePart[V]) locate(k hkey) (b, i int, ok bool) {
 	if p.buckets == nil {
-		return nil
+		return 0, 0, false
 	}
 	b1, b2 := p.homes(k)
+	t := tag(k)
 	for _, b := range [2]int{b1, b2} {
-		bk := &p.buckets[b]
-		for i := range bk {
-			if bk[i].k == k {
-				return &bk[i]
+		for m := matches(p.tags[b], t); m != 0; m &= m - 1 {
+			i := bits.TrailingZeros64(m) / 8
+			if p.buckets[b][i].k == k {
+				return b, i, true
 			}
 		}
 	}
+	return 0, 0, false
+}
+
+// slot returns the slot holding k, or nil.
+func (p *tablePart[V]) slot(k hkey) *tableSlot[V] {
+	if b, i, ok := p.locate(k); ok {
+		return &p.buckets[b][i]
+	}
 	return nil
+}
+
+// touch loads the tag words of k's buckets so that the cache misses of
+// several lookups overlap; the result means nothing.
+func (t *table[V]) touch(k hkey) uint64 {
+	p := t.part(k)
+	if p.buckets == nil {
+		return 0
+	}
+	b1, b2 := p.homes(k)
+	return p.tags[b1] + p.tags[b2]
 }
 
 func (t *table[V]) get(k hkey) (V, bool) {
@@ -94,6 +142,7 @@ func (t *table[V]) put(k hkey, v V) bool {
 	}
 	if p.buckets == nil {
 		p.buckets = make([]tableBucket[V], tableBucketMin)
+		p.tags = make([]uint64, tableBucketMin)
 	}
 	e := tableSlot[V]{k, v}
 	if (p.n+1)*100 > len(p.buckets)*tableSlots*tableFillMax {
@@ -115,8 +164,10 @@ func (p *tablePart[V]) insert(e tableSlot[V]) (tableSlot[V], bool) {
 	}
 	b := b1
 	for kick := 0; kick < tableKicksMax; kick++ {
-		victim := &p.buckets[b][kick%tableSlots]
+		i := kick % tableSlots
+		victim := &p.buckets[b][i]
 		e, *victim = *victim, e
+		p.setTag(b, i, tag(victim.k))
 		h1, h2 := p.homes(e.k)
 		if b == h1 {
 			b = h2
@@ -130,34 +181,35 @@ func (p *tablePart[V]) insert(e tableSlot[V]) (tableSlot[V], bool) {
 	return e, false
 }
 
+// place puts e in a free slot of bucket b, found from the tags alone.
 func (p *tablePart[V]) place(b int, e tableSlot[V]) bool {
-	bk := &p.buckets[b]
-	for i := range bk {
-		if bk[i].k == (hkey{}) {
-			bk[i] = e
-			return true
-		}
+	m := matches(p.tags[b], 0)
+	if m == 0 {
+		return false
 	}
-	return false
+	i := bits.TrailingZeros64(m) / 8 // the lowest flagged byte is a true match
+	p.buckets[b][i] = e
+	p.setTag(b, i, tag(e.k))
+	return true
+}
+
+func (p *tablePart[V]) setTag(b, i int, t uint64) {
+	p.tags[b] = p.tags[b]&^(0xff<<(8*i)) | t<<(8*i)
 }
 
 // grow enlarges the part by a third, more if needed, until every entry
 // and extra fit.
 func (p *tablePart[V]) grow(extra tableSlot[V]) {
-	old := p.buckets
+	old, oldTags := p.buckets, p.tags
 	for size := len(old) + max(1, len(old)/3); ; size += max(1, size/3) {
 		p.buckets = make([]tableBucket[V], size)
+		p.tags = make([]uint64, size)
 		ok := true
-		for i := range old {
-			for _, e := range old[i] {
-				if e.k != (hkey{}) {
-					if _, ok = p.insert(e); !ok {
-						break
-					}
+		for b := 0; b < len(old) && ok; b++ {
+			for i := 0; i < tableSlots && ok; i++ {
+				if oldTags[b]>>(8*i)&0xff != 0 {
+					_, ok = p.insert(old[b][i])
 				}
-			}
-			if !ok {
-				break
 			}
 		}
 		if ok {
@@ -170,12 +222,14 @@ func (p *tablePart[V]) grow(extra tableSlot[V]) {
 
 // del removes k and reports whether it was there.
 func (t *table[V]) del(k hkey) bool {
-	s := t.part(k).slot(k)
-	if s == nil {
+	p := t.part(k)
+	b, i, ok := p.locate(k)
+	if !ok {
 		return false
 	}
-	*s = tableSlot[V]{}
-	t.part(k).n--
+	p.buckets[b][i] = tableSlot[V]{}
+	p.setTag(b, i, 0)
+	p.n--
 	t.n--
 	return true
 }

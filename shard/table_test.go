@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"testing"
 )
@@ -64,5 +65,66 @@ func BenchmarkTablePutMiss(b *testing.B) {
 			b.Fatal("dup")
 		}
 		tb.put(k, idemRecord{fp: 1, version: int64(i)})
+	}
+}
+
+// TestTableMatches checks the tag-word search against a byte-by-byte one:
+// the lowest flagged byte is always a true match, every true match is
+// flagged, and a flag elsewhere is at most a false candidate.
+func TestTableMatches(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 200_000; i++ {
+		w := r.Uint64()
+		for b := 0; b < 8; b++ { // make equal and zero bytes common
+			switch r.IntN(4) {
+			case 0:
+				w &^= 0xff << (8 * b)
+			case 1:
+				w = w&^(0xff<<(8*b)) | 0x01<<(8*b)
+			}
+		}
+		tg := uint64(r.IntN(3))
+		m := matches(w, tg)
+		for b := 0; b < 8; b++ {
+			if w>>(8*b)&0xff == tg && m>>(8*b+7)&1 == 0 {
+				t.Fatalf("matches(%#x, %d) = %#x: byte %d not flagged", w, tg, m, b)
+			}
+		}
+		if m != 0 {
+			if b := bits.TrailingZeros64(m) / 8; w>>(8*b)&0xff != tg {
+				t.Fatalf("matches(%#x, %d) = %#x: lowest flag on byte %d is false", w, tg, m, b)
+			}
+		}
+	}
+}
+
+// TestTableSameTag fills a table with keys that share their whole second
+// half, so one first bucket and one tag for all: lookups must compare whole
+// keys, and the keys must spread through their second buckets.
+func TestTableSameTag(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	var tb table[int64]
+	var keys []hkey
+	for i := 0; i < 2000; i++ {
+		k := hkey{r.Uint64()&^(0xff<<56) | 1, 0x1234_0000_0000_0000} // one part, tag byte 0 (stored as 1)
+		keys = append(keys, k)
+		if !tb.put(k, int64(i)) {
+			t.Fatalf("key %d reported present", i)
+		}
+	}
+	for i, k := range keys {
+		if v, ok := tb.get(k); !ok || v != int64(i) {
+			t.Fatalf("key %d: %d %v", i, v, ok)
+		}
+	}
+	for i, k := range keys[:1000] {
+		if !tb.del(k) {
+			t.Fatalf("del key %d", i)
+		}
+	}
+	for i, k := range keys {
+		if _, ok := tb.get(k); ok != (i >= 1000) {
+			t.Fatalf("key %d after deletes: found %v", i, ok)
+		}
 	}
 }
