@@ -100,7 +100,15 @@ const agesChunk = 4096
 func (q *idemAges) push(k hkey, version, at int64) {
 	last := len(q.chunks) - 1
 	if last < 0 || len(q.chunks[last].keys) == agesChunk || at-q.chunks[last].first > q.span {
-		q.chunks = append(q.chunks, ageChunk{first: at})
+		// A chunk after a full one is sized for 4096 keys at once; one
+		// after a chunk cut short by its span starts at that chunk's size.
+		// This spares the copies of growing by appends at high rates,
+		// without reserving 96 KiB for every span of an idle shard.
+		capacity := 0
+		if last >= 0 {
+			capacity = len(q.chunks[last].keys)
+		}
+		q.chunks = append(q.chunks, ageChunk{first: at, keys: make([]agedKey, 0, capacity)})
 		last++
 	}
 	c := &q.chunks[last]
