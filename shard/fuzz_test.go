@@ -3,8 +3,13 @@ package shard
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // FuzzDecodeEntry feeds arbitrary bytes to the record decoder: it must never
@@ -27,6 +32,111 @@ func FuzzDecodeEntry(f *testing.F) {
 			t.Fatalf("re-encoded entry does not decode the same: %v\n%+v\n%+v", err, got, back)
 		}
 	})
+}
+
+// FuzzDecodeDifferential checks the hand-written decoder against the
+// library one it replaced (refDecoder), on any bytes, as views and copies:
+// what it accepts, the library accepts with the same entry; and it accepts
+// exactly what the strict reference does, the library plus the refusals
+// the hand-written decoder makes on purpose, so it refuses nothing else.
+func FuzzDecodeDifferential(f *testing.F) {
+	for _, rec := range decodeSeeds() {
+		f.Add(rec)
+	}
+	d, lib, strict := newDecoder(), newRefDecoder(false), newRefDecoder(true)
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		for _, view := range []bool{true, false} {
+			var got, want, wantStrict Entry
+			err := d.decode(rec, &got, view)
+			errLib := lib.decode(rec, &want, view)
+			errStrict := strict.decode(rec, &wantStrict, view)
+			if err != nil && !errors.Is(err, errRecord) {
+				t.Fatalf("error %v does not wrap errRecord", err)
+			}
+			if err == nil && (errLib != nil || got != want) {
+				t.Fatalf("view %v: decoded what the library does not:\n%+v\nlibrary: %v %+v", view, got, errLib, want)
+			}
+			if (err == nil) != (errStrict == nil) {
+				t.Fatalf("view %v: decoder: %v; strict reference: %v", view, err, errStrict)
+			}
+		}
+	})
+}
+
+// decodeSeeds returns records for the differential fuzz target: entries at
+// the edges of every encoding (integers of each width and sign, strings of
+// each header size), encodings the encoder does not write but the decoder
+// takes, and ones it refuses although the library took them.
+func decodeSeeds() [][]byte {
+	var recs [][]byte
+	add := func(e Entry) { recs = append(recs, EncodeEntry(&e)) }
+	e := sampleEntry()
+	add(e)
+	e.Quantity, e.Delta, e.OnHand, e.Reserved, e.Version = math.MaxInt64, math.MinInt64, -1, -32, -33
+	e.ExpiresAt, e.CreatedAt, e.Fingerprint = math.MinInt32-1, math.MaxUint32+1, math.MaxUint64
+	e.ProductID, e.ReservationID, e.IdempotencyKey = strings.Repeat("p", 255), "", strings.Repeat("k", 31)
+	e.Reason, e.CreatedBy = strings.Repeat("r", 256), strings.Repeat("c", 32)
+	e.Type, e.Origin = TypeRelease, OriginExpiry
+	add(e)
+	e = sampleEntry()
+	e.Quantity, e.Delta, e.OnHand, e.Reserved, e.Version = 0, -128, 255, 256, 65536
+	e.ProductID, e.Reason, e.CreatedBy, e.IdempotencyKey = "", strings.Repeat("x", 300), "", ""
+	add(e)
+
+	i64 := func(v int64) []byte { return mp(func(m *msgpack.Encoder) error { return m.EncodeInt64(v) }) }
+	u64 := func(v uint64) []byte { return mp(func(m *msgpack.Encoder) error { return m.EncodeUint64(v) }) }
+	recs = append(recs,
+		// Not the encoder's, but taken: every field in a longer form.
+		wideRecord(1), wideRecord(-1),
+		// Taken by the library, refused: out of range, nil, bin string.
+		withField(fieldCreatedAt, u64(math.MaxUint64)),
+		withField(fieldFingerprint, []byte{0xff}),
+		withField(fieldFingerprint, i64(-5)),
+		withField(fieldQuantity, []byte{0xc0}),
+		withField(fieldProductID, []byte{0xc4, 1, 'p'}),
+	)
+	return recs
+}
+
+// wideRecord returns sampleEntry's record with every value in a form the
+// encoder does not write but the decoder takes: each integer width (signed
+// ones for the unsigned fields too), str8/16/32, bin32 and array32. The ints
+// are multiplied by sign (1 or -1), so that one flipped byte in the seed
+// reaches the sign and range edges of each width.
+func wideRecord(sign int64) []byte {
+	e := sampleEntry()
+	enc := func(write func(*msgpack.Encoder) error) []byte { return mp(write) }
+	str := func(code byte, s string) []byte {
+		n := len(s)
+		switch code {
+		case 0xd9:
+			return append([]byte{code, byte(n)}, s...)
+		case 0xda:
+			return append([]byte{code, byte(n >> 8), byte(n)}, s...)
+		}
+		return append([]byte{code, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, s...)
+	}
+	fields := [][]byte{
+		enc(func(m *msgpack.Encoder) error { return m.EncodeUint64(recordSchema) }),
+		append([]byte{0xc6, 0, 0, 0, 16}, e.ID[:]...),
+		str(0xda, e.ProductID),
+		enc(func(m *msgpack.Encoder) error { return m.EncodeInt8(int8(e.Type)) }),
+		enc(func(m *msgpack.Encoder) error { return m.EncodeInt16(int16(sign * 300)) }),
+		enc(func(m *msgpack.Encoder) error { return m.EncodeInt32(int32(sign * 70_000)) }),
+		enc(func(m *msgpack.Encoder) error { return m.EncodeInt64(sign * 10) }),
+		enc(func(m *msgpack.Encoder) error { return m.EncodeInt8(int8(sign * 100)) }),
+		enc(func(m *msgpack.Encoder) error { return m.EncodeUint32(uint32(e.Version)) }),
+		str(0xdb, e.ReservationID),
+		enc(func(m *msgpack.Encoder) error { return m.EncodeUint16(uint16(e.ExpiresAt)) }),
+		str(0xd9, e.Reason),
+		str(0xda, e.CreatedBy),
+		enc(func(m *msgpack.Encoder) error { return m.EncodeUint8(uint8(e.CreatedAt)) }),
+		str(0xdb, e.IdempotencyKey),
+		enc(func(m *msgpack.Encoder) error { return m.EncodeInt32(int32(e.Fingerprint >> 4)) }),
+		enc(func(m *msgpack.Encoder) error { return m.EncodeInt16(int16(e.Origin)) }),
+	}
+	rec := record(fields)
+	return append([]byte{0xdd, 0, 0, 0, 17}, rec[3:]...)
 }
 
 // FuzzOps runs an op sequence chosen by the fuzzer through a State (ops,
