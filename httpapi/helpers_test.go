@@ -249,13 +249,17 @@ func (j *memJournal) Write(recs [][]byte) error {
 	return nil
 }
 
-func (j *memJournal) Read(loc uint64) ([]byte, error) {
+func (j *memJournal) ReadMany(locs []uint64) ([][]byte, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if loc >= uint64(len(j.recs)) {
-		return nil, errors.New("no such record")
+	recs := make([][]byte, len(locs))
+	for i, loc := range locs {
+		if loc >= uint64(len(j.recs)) {
+			return nil, errors.New("no such record")
+		}
+		recs[i] = j.recs[loc]
 	}
-	return j.recs[loc], nil
+	return recs, nil
 }
 
 func (j *memJournal) Close() error { return nil }

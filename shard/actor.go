@@ -17,9 +17,9 @@ type Journal interface {
 	// one fsync); it is called from the shard's writer goroutine, in Locate
 	// order. After an error the journal is failed for good: never retried.
 	Write(recs [][]byte) error
-	// Read returns the committed record at loc. Safe for concurrent use with
-	// Commit from any goroutine.
-	Read(loc uint64) ([]byte, error)
+	// ReadMany returns the committed records at locs, in order. Safe for
+	// concurrent use with Write from any goroutine.
+	ReadMany(locs []uint64) ([][]byte, error)
 	// Close syncs and closes the journal.
 	Close() error
 }

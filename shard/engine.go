@@ -474,11 +474,11 @@ func (e *Engine) result(s int, o *opResult) Result {
 		return Result{Entries: o.entries, Stock: o.stock}
 	}
 	res := Result{Replayed: true}
-	for k := 0; k < o.replayN; k++ {
-		en, err := e.read(s, o.replayLocs[k])
-		if err != nil {
-			return Result{Err: err}
-		}
+	ens, err := e.read(s, o.replayLocs[:o.replayN]...)
+	if err != nil {
+		return Result{Err: err}
+	}
+	for k, en := range ens {
 		if k > 0 && en.Origin != OriginContinuation {
 			break
 		}
@@ -488,17 +488,27 @@ func (e *Engine) result(s int, o *opResult) Result {
 	return res
 }
 
-// read returns the entry at loc of shard s's journal.
-func (e *Engine) read(s int, loc uint64) (Entry, *Error) {
-	rec, err := e.journals[s].Read(loc)
+// read returns the entries at locs of shard s's journal, in order.
+func (e *Engine) read(s int, locs ...uint64) ([]Entry, *Error) {
+	recs, err := e.journals[s].ReadMany(locs)
+	if err == nil && len(recs) != len(locs) {
+		err = fmt.Errorf("journal returned %d records for %d locators", len(recs), len(locs))
+	}
+	var ens []Entry
 	if err == nil {
-		var en Entry
-		if err = newDecoder().decode(rec, &en, false); err == nil {
-			return en, nil
+		ens = make([]Entry, len(recs))
+		d := newDecoder()
+		for i, rec := range recs {
+			if err = d.decode(rec, &ens[i], false); err != nil {
+				break
+			}
 		}
 	}
-	e.cfg.Logger.Error("read ledger entry", "shard", s, "loc", loc, "err", err)
-	return Entry{}, errorf(CodeUnavailable, "ledger entry could not be read")
+	if err != nil {
+		e.cfg.Logger.Error("read ledger entries", "shard", s, "locs", locs, "err", err)
+		return nil, errorf(CodeUnavailable, "ledger entry could not be read")
+	}
+	return ens, nil
 }
 
 // Stock returns a product's stock.
@@ -525,15 +535,11 @@ func (e *Engine) History(ctx context.Context, productID string, after int64, lim
 	if err != nil {
 		return Page{}, err
 	}
-	p := Page{Entries: make([]Entry, 0, len(r.locs)), Next: r.next}
-	for _, loc := range r.locs {
-		en, err := e.read(s, loc)
-		if err != nil {
-			return Page{}, err
-		}
-		p.Entries = append(p.Entries, en)
+	ens, err := e.read(s, r.locs...)
+	if err != nil {
+		return Page{}, err
 	}
-	return p, nil
+	return Page{Entries: ens, Next: r.next}, nil
 }
 
 // HistoryLimitMax is the largest page of history.
@@ -548,10 +554,11 @@ func (e *Engine) Reservation(ctx context.Context, productID, reservationID strin
 	if err != nil {
 		return Reservation{}, err
 	}
-	res, rerr := e.read(s, r.locs[0])
+	ens, rerr := e.read(s, r.locs...)
 	if rerr != nil {
 		return Reservation{}, rerr
 	}
+	res := ens[0]
 	out := Reservation{
 		ProductID:     productID,
 		ReservationID: reservationID,
@@ -560,12 +567,8 @@ func (e *Engine) Reservation(ctx context.Context, productID, reservationID strin
 		ExpiresAt:     res.ExpiresAt,
 		CreatedAt:     res.CreatedAt,
 	}
-	if len(r.locs) > 1 {
-		settled, rerr := e.read(s, r.locs[1])
-		if rerr != nil {
-			return Reservation{}, rerr
-		}
-		out.SettledAt = settled.CreatedAt
+	if len(ens) > 1 {
+		out.SettledAt = ens[1].CreatedAt
 	}
 	return out, nil
 }

@@ -48,13 +48,17 @@ func (j *memJournal) Write(recs [][]byte) error {
 	return nil
 }
 
-func (j *memJournal) Read(loc uint64) ([]byte, error) {
+func (j *memJournal) ReadMany(locs []uint64) ([][]byte, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if loc == 0 || loc > uint64(len(j.recs)) {
-		return nil, fmt.Errorf("no record at %d", loc)
+	recs := make([][]byte, len(locs))
+	for i, loc := range locs {
+		if loc == 0 || loc > uint64(len(j.recs)) {
+			return nil, fmt.Errorf("no record at %d", loc)
+		}
+		recs[i] = j.recs[loc-1]
 	}
-	return j.recs[loc-1], nil
+	return recs, nil
 }
 
 func (j *memJournal) Close() error {

@@ -70,3 +70,36 @@ func BenchmarkOpenReplay(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*blocks*perBlock)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkRead reads a page of 100 records, scattered over one segment as
+// one product's entries are among others', by locator (one file open
+// each) and in one ReadMany.
+func BenchmarkRead(b *testing.B) {
+	l, _, _ := openLog(b, b.TempDir(), Options{})
+	defer l.Close()
+	recs := benchRecords(1000)
+	locs := make([]uint64, len(recs))
+	if err := l.Commit(recs, locs); err != nil {
+		b.Fatal(err)
+	}
+	page := make([]uint64, 0, 100)
+	for i := 0; i < len(locs); i += 10 {
+		page = append(page, locs[i])
+	}
+	b.Run("each", func(b *testing.B) {
+		for b.Loop() {
+			for _, loc := range page {
+				if _, err := l.Read(loc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("many", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := l.ReadMany(page); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -323,24 +323,59 @@ const readHeadBytes = 512
 // Read is safe to call from any goroutine, also during Commit and after
 // Close: it reads the segment file by path and touches no mutable state.
 func (l *Log) Read(loc uint64) ([]byte, error) {
-	segFirst, off := splitLoc(loc)
-	if segFirst == 0 || segFirst >= seqLimit {
-		return nil, fmt.Errorf("wal: read loc %#x: no such segment", loc)
-	}
-	path := filepath.Join(l.dir, segmentName(segFirst))
-	f, err := os.Open(path)
+	recs, err := l.ReadMany([]uint64{loc})
 	if err != nil {
-		return nil, fmt.Errorf("wal: read loc %#x: %w", loc, err)
+		return nil, err
 	}
-	defer f.Close()
+	return recs[0], nil
+}
 
+// ReadMany is Read for several locs, returning their records in order. It
+// opens each segment file once for a run of locs in it, so that a page of
+// history costs one open, not one per entry.
+func (l *Log) ReadMany(locs []uint64) ([][]byte, error) {
+	recs := make([][]byte, len(locs))
+	var f *os.File
+	var open uint64 // first index of the segment f reads, 0 for none
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	for i, loc := range locs {
+		segFirst, _ := splitLoc(loc)
+		if segFirst == 0 || segFirst >= seqLimit {
+			return nil, fmt.Errorf("wal: read loc %#x: no such segment", loc)
+		}
+		if segFirst != open {
+			if f != nil {
+				f.Close()
+			}
+			var err error
+			if f, err = os.Open(filepath.Join(l.dir, segmentName(segFirst))); err != nil {
+				return nil, fmt.Errorf("wal: read loc %#x: %w", loc, err)
+			}
+			open = segFirst
+		}
+		rec, err := l.readAt(f, loc)
+		if err != nil {
+			return nil, err
+		}
+		recs[i] = rec
+	}
+	return recs, nil
+}
+
+// readAt reads the record at loc from f, its segment file.
+func (l *Log) readAt(f *os.File, loc uint64) ([]byte, error) {
+	_, off := splitLoc(loc)
 	var head [readHeadBytes]byte
 	n, err := f.ReadAt(head[:], off)
 	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("wal: read loc %#x: %w", loc, err)
 	}
 	corrupt := func(reason string) error {
-		return fmt.Errorf("wal: read loc %#x: %w", loc, &CorruptError{Segment: path, Offset: off, Reason: reason})
+		return fmt.Errorf("wal: read loc %#x: %w", loc, &CorruptError{Segment: f.Name(), Offset: off, Reason: reason})
 	}
 	size, vn := binary.Uvarint(head[:n])
 	switch {

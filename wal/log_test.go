@@ -533,3 +533,42 @@ func TestPipelinedLocateWrite(t *testing.T) {
 	checkMirror(t, l)
 	l.Close()
 }
+
+// TestReadMany reads records from several segments in shuffled order, with
+// runs in one segment and jumps between segments, and checks that one bad
+// locator fails the whole read.
+func TestReadMany(t *testing.T) {
+	dir := t.TempDir()
+	l, _, _ := openLog(t, dir, Options{SegmentBytes: 4096})
+	defer l.Close()
+	rng := rand.New(rand.NewPCG(11, 12))
+	var all []rec
+	for i := 0; i < 200; i++ {
+		all = append(all, commit(t, l, genBlock(rng, 4, 100))...)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, "0*")); len(segs) < 3 {
+		t.Fatalf("want records over 3 or more segments, got %d", len(segs))
+	}
+	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	all = append(all, all[:50]...) // the same record twice is fine
+	locs := make([]uint64, len(all))
+	for i, r := range all {
+		locs[i] = r.loc
+	}
+	got, err := l.ReadMany(locs)
+	if err != nil {
+		t.Fatalf("ReadMany: %v", err)
+	}
+	for i, r := range all {
+		if !bytes.Equal(got[i], r.data) {
+			t.Fatalf("record %d at %#x: got %q, want %q", i, r.loc, got[i], r.data)
+		}
+	}
+	bad := append([]uint64{locs[0]}, locs[0]+1, locs[1])
+	if got, err := l.ReadMany(bad); err == nil {
+		t.Errorf("ReadMany with a locator inside a record: got %d records, want an error", len(got))
+	}
+	if got, err := l.ReadMany(nil); err != nil || len(got) != 0 {
+		t.Errorf("ReadMany(nil): %d records, %v", len(got), err)
+	}
+}
