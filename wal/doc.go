@@ -20,7 +20,8 @@
 //     tidwall's memory may no longer match the file. Recovery is Close, Open
 //     (which repairs), replay.
 //  4. Read returns a record by Loc, checked against its CRC, from any
-//     goroutine, concurrently with Commit.
+//     goroutine, concurrently with Commit. ReadMany reads several, opening
+//     each segment file once per run of Locs in it.
 //
 // Open, Commit and Close are called only from the goroutine that owns the
 // log; one Log per directory, in one process.
