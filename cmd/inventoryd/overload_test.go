@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -16,22 +16,31 @@ import (
 )
 
 // TestOverload offers far more than the server can take — 1000-op batches
-// from 64 clients against a queue of 8 — and checks that the excess is
+// from 64 clients against a queue of 2 — and checks that the excess is
 // refused at once with 503 overloaded and Retry-After, that memory and the
 // latency of admitted requests stay bounded, that exactly the acknowledged
 // ops were applied, and that full service returns when the load drops.
 func TestOverload(t *testing.T) {
-	s := start(t, t.TempDir(), "--queue-depth", "8", "--shards", "4")
+	s := start(t, t.TempDir(), "--queue-depth", "2", "--shards", "4")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
 	var applied, refusedOps, overloaded, admitted atomic.Int64
 	var mu sync.Mutex
 	var latencies []time.Duration
-	deadline := time.Now().Add(2 * time.Second)
+	// The load runs 2 s, longer (up to 20 s) until the first refusal: on
+	// 2 cores shared with the clients the server is not always the
+	// bottleneck at once.
+	deadline, last := time.Now().Add(2*time.Second), time.Now().Add(20*time.Second)
+	more := func() bool {
+		now := time.Now()
+		return now.Before(deadline) || (overloaded.Load()+refusedOps.Load() == 0 && now.Before(last))
+	}
 	var wg sync.WaitGroup
 	for w := 0; w < 64; w++ {
 		wg.Go(func() {
-			for i := 0; time.Now().Before(deadline); i++ {
-				body := addBatch([]string{"p0", "p1"}, 1, fmt.Sprintf("w%d-%d", w, i))
+			for i := 0; more(); i++ {
+				// One product, so one shard: its actor, not the HTTP decoding
+				// spread over every core, must be the bottleneck.
+				body := addBatch([]string{"p0"}, 1, fmt.Sprintf("w%d-%d", w, i))
 				req, _ := http.NewRequest("POST", s.url+"/v1/batch", bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				t0 := time.Now()
@@ -40,37 +49,33 @@ func TestOverload(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				var out struct {
-					Code    string `json:"code"`
-					Results []struct {
-						Status int `json:"status"`
-						Error  struct {
-							Code string `json:"code"`
-						} `json:"error"`
-					} `json:"results"`
-				}
-				json.NewDecoder(resp.Body).Decode(&out)
+				// Statuses are counted in the raw answer: decoding 64 answers
+				// of 1000 results with encoding/json under -race would make
+				// the clients, not the server, the bottleneck.
+				raw, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				switch {
 				case resp.StatusCode == 200:
 					mu.Lock()
 					latencies = append(latencies, time.Since(t0))
 					mu.Unlock()
 					admitted.Add(1)
-					for _, r := range out.Results {
-						switch {
-						case r.Status == 201:
-							applied.Add(1)
-						case r.Status == 503 && r.Error.Code == "overloaded":
-							refusedOps.Add(1)
-						default:
-							t.Errorf("op answered %d %s", r.Status, r.Error.Code)
-						}
+					ok := int64(bytes.Count(raw, []byte(`"status":201`)))
+					refused := int64(bytes.Count(raw, []byte(`"code":"overloaded"`)))
+					if ok+refused != 1000 {
+						t.Errorf("batch of 1000 ops: %d applied and %d refused overloaded: %.300s", ok, refused, raw)
+						return
 					}
-				case resp.StatusCode == 503 && out.Code == "overloaded" && resp.Header.Get("Retry-After") != "":
+					applied.Add(ok)
+					refusedOps.Add(refused)
+				case resp.StatusCode == 503 && bytes.Contains(raw, []byte(`"code":"overloaded"`)) && resp.Header.Get("Retry-After") != "":
 					overloaded.Add(1)
 				default:
-					t.Errorf("batch answered %d %s (Retry-After %q)", resp.StatusCode, out.Code, resp.Header.Get("Retry-After"))
+					t.Errorf("batch answered %d (Retry-After %q): %.300s", resp.StatusCode, resp.Header.Get("Retry-After"), raw)
 				}
 			}
 		})
@@ -95,11 +100,7 @@ func TestOverload(t *testing.T) {
 		admitted.Load(), p99.Round(time.Millisecond), overloaded.Load(), refusedOps.Load(), applied.Load(), rss>>20)
 
 	// Exactly the acknowledged ops were applied.
-	var onHand int64
-	for p := 0; p < 2; p++ {
-		r := s.do("GET", fmt.Sprintf("/v1/products/p%d", p), nil)
-		onHand += num(r.body["on_hand"])
-	}
+	onHand := num(s.do("GET", "/v1/products/p0", nil).body["on_hand"])
 	if onHand != applied.Load() {
 		t.Errorf("on hand %d, acknowledged ADDs of 1: %d", onHand, applied.Load())
 	}
