@@ -94,7 +94,7 @@ type agedKey struct {
 	version int64
 }
 
-// agesChunk bounds the keys of one chunk (64 KiB).
+// agesChunk bounds the keys of one chunk (96 KiB).
 const agesChunk = 4096
 
 func (q *idemAges) push(k hkey, version, at int64) {
