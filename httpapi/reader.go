@@ -204,9 +204,9 @@ func (r *jsonReader) string() ([]byte, error) {
 		case c < 0x20:
 			return nil, r.syntax("control character in a string")
 		case c >= utf8.RuneSelf:
-			_, n := utf8.DecodeRune(r.b[r.i:])
-			if n == 1 {
-				return nil, r.syntax("invalid UTF-8 in a string")
+			n, err := r.multiByte()
+			if err != nil {
+				return nil, err
 			}
 			r.i += n
 		default:
@@ -269,9 +269,9 @@ func (r *jsonReader) escaped() ([]byte, error) {
 		case c < 0x20:
 			return nil, r.syntax("control character in a string")
 		case c >= utf8.RuneSelf:
-			_, n := utf8.DecodeRune(r.b[r.i:])
-			if n == 1 {
-				return nil, r.syntax("invalid UTF-8 in a string")
+			n, err := r.multiByte()
+			if err != nil {
+				return nil, err
 			}
 			r.scratch = append(r.scratch, r.b[r.i:r.i+n]...)
 			r.i += n
@@ -579,4 +579,13 @@ func (r *msgpackReader) finish() error {
 		return r.syntax("unexpected data after the document")
 	}
 	return nil
+}
+
+// multiByte returns the length of the multi-byte UTF-8 sequence at r.i in a
+// string, or the syntax error for invalid UTF-8.
+func (r *jsonReader) multiByte() (int, error) {
+	if _, n := utf8.DecodeRune(r.b[r.i:]); n > 1 {
+		return n, nil
+	}
+	return 0, r.syntax("invalid UTF-8 in a string")
 }
