@@ -91,13 +91,13 @@ func (e *Engine) start(open OpenJournal) {
 	for i := range e.cfg.Shards {
 		wg.Go(func() {
 			st := NewState(i, int64(e.cfg.Retention))
-			st.keysFrom, st.replaying = e.cfg.Clock()-int64(e.cfg.Retention), true
+			st.beginReplay(e.cfg.Clock() - int64(e.cfg.Retention))
 			j, err := replayShard(i, st, open)
-			st.keysFrom, st.replaying = 0, false
 			if err != nil {
 				errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
 				return
 			}
+			st.endReplay()
 			counts[i] = st.Entries()
 			e.journals[i] = j
 			e.actors[i] = newActor(i, &e.cfg, st, j, e.m.shards[i])

@@ -23,9 +23,7 @@ import "math/bits"
 //   - a part holds 1/256 of the keys, so growing one copies little and
 //     never stalls the actor for long.
 //
-// The zero key marks an empty slot: State.hash never returns it. Layout
-// depends only on the sequence of calls, so two tables fed the same calls
-// are equal (the replay tests compare them).
+// The zero key marks an empty slot: State.hash never returns it.
 type table[V any] struct {
 	parts [tableParts]tablePart[V]
 	n     int
@@ -236,3 +234,55 @@ func (t *table[V]) del(k hkey) bool {
 }
 
 func (t *table[V]) len() int { return t.n }
+
+// tableLoadFill is the fill, in percent, that load sizes empty parts for.
+const tableLoadFill = 80
+
+// load puts every slot of slots, in order (a later slot with the same key
+// wins), as put would. It is the bulk path of the replay: slots are grouped
+// by part with a stable counting sort, each empty part is sized for its
+// share up front, and parts are then filled one at a time, so that the
+// inserts of one part hit a few hundred kilobytes that stay in cache
+// instead of random lines of the whole table, and no part is grown and
+// copied on the way.
+func (t *table[V]) load(slots []tableSlot[V]) {
+	var counts [tableParts]int
+	for i := range slots {
+		counts[slots[i].k[0]>>(64-tablePartBits)]++
+	}
+	var starts [tableParts]int
+	sum := 0
+	for i, n := range counts {
+		starts[i] = sum
+		sum += n
+		if p := &t.parts[i]; p.buckets == nil && n > 0 {
+			size := max(tableBucketMin, (n*100+tableSlots*tableLoadFill-1)/(tableSlots*tableLoadFill))
+			p.buckets = make([]tableBucket[V], size)
+			p.tags = make([]uint64, size)
+		}
+	}
+	sorted := make([]tableSlot[V], len(slots))
+	next := starts
+	for i := range slots {
+		part := slots[i].k[0] >> (64 - tablePartBits)
+		sorted[next[part]] = slots[i]
+		next[part]++
+	}
+	for i := range sorted {
+		t.put(sorted[i].k, sorted[i].v)
+	}
+}
+
+// each calls fn with every key and value, in no particular order.
+func (t *table[V]) each(fn func(hkey, V)) {
+	for i := range t.parts {
+		p := &t.parts[i]
+		for b := range p.buckets {
+			for s := 0; s < tableSlots; s++ {
+				if p.tags[b]>>(8*s)&0xff != 0 {
+					fn(p.buckets[b][s].k, p.buckets[b][s].v)
+				}
+			}
+		}
+	}
+}

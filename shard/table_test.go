@@ -55,6 +55,54 @@ func TestTableMatchesMap(t *testing.T) {
 	}
 }
 
+// TestTableLoad checks the bulk load against puts in the same order: the
+// same contents (a later slot with a key wins), and a table that then takes
+// puts, gets and deletes like any other.
+func TestTableLoad(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 7, 1000, 200_000} {
+		var slots []tableSlot[int64]
+		for i := 0; i < n; i++ {
+			k := hkey{r.Uint64() | 1, r.Uint64()}
+			if i > 0 && r.IntN(20) == 0 {
+				k = slots[r.IntN(len(slots))].k // a key used again
+			}
+			slots = append(slots, tableSlot[int64]{k, int64(i)})
+		}
+		var loaded, put table[int64]
+		// A part already filled before the load keeps working too.
+		pre := hkey{1, 2}
+		loaded.put(pre, -1)
+		put.put(pre, -1)
+		loaded.load(slots)
+		for _, s := range slots {
+			put.put(s.k, s.v)
+		}
+		if got, want := contents(&loaded), contents(&put); len(got) != len(want) || loaded.len() != put.len() {
+			t.Fatalf("n=%d: %d keys (len %d), want %d (len %d)", n, len(got), loaded.len(), len(want), put.len())
+		} else {
+			for k, v := range want {
+				if got[k] != v {
+					t.Fatalf("n=%d: key %x = %d, want %d", n, k, got[k], v)
+				}
+			}
+		}
+		for i := 0; i < n/2; i++ {
+			k := slots[i].k
+			if loaded.del(k) != put.del(k) {
+				t.Fatalf("n=%d: del %x disagrees", n, k)
+			}
+		}
+		for i := 0; i < n/2; i++ {
+			k := hkey{r.Uint64() | 1, r.Uint64()}
+			loaded.put(k, int64(i))
+			if v, ok := loaded.get(k); !ok || v != int64(i) {
+				t.Fatalf("n=%d: get after load %d %v", n, v, ok)
+			}
+		}
+	}
+}
+
 func BenchmarkTablePutMiss(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var tb table[idemRecord]
