@@ -139,7 +139,6 @@ func replayShard(i int, st *State, open OpenJournal) (Journal, error) {
 		if err := d.decode(rec, &e, true); err != nil {
 			return fmt.Errorf("record at %#x: %w", loc, err)
 		}
-		st.cloneIDs(&e)
 		if err := st.apply(&e, loc); err != nil {
 			return fmt.Errorf("record at %#x: %w", loc, err)
 		}

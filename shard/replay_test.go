@@ -159,7 +159,6 @@ func replayLog(t *testing.T, live *State, log []Entry) *State {
 		if err := d.decode(rec, &e, true); err != nil {
 			t.Fatalf("decode entry %d: %v", i, err)
 		}
-		s.cloneIDs(&e)
 		if err := s.apply(&e, uint64(i+1)); err != nil {
 			t.Fatalf("replay entry %d: %v", i, err)
 		}

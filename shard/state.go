@@ -351,6 +351,16 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	if err != nil {
 		return fmt.Errorf("entry %s of product %q version %d: %w", e.ID, e.ProductID, e.Version, err)
 	}
+	if s.replaying {
+		// The replay decodes entries in place: copy the strings kept (the
+		// id of a new product, the ids of a hold).
+		if p == nil || e.Type == TypeReserve {
+			e.ProductID = strings.Clone(e.ProductID)
+		}
+		if e.Type == TypeReserve {
+			e.ReservationID = strings.Clone(e.ReservationID)
+		}
+	}
 	switch e.Type {
 	case TypeReserve:
 		slot := s.allocHold(hold{productID: e.ProductID, id: e.ReservationID, qty: e.Quantity, expiresAt: e.ExpiresAt})
@@ -393,9 +403,11 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	return nil
 }
 
-// beginReplay readies s for its log, applied from the first entry: keys of
-// idempotency applied before keysFrom (the start of the retention window)
-// are not kept, and the others are indexed by endReplay.
+// beginReplay readies s for its log, applied from the first entry. Until
+// endReplay, apply copies the strings it keeps, so that entries may point
+// into a buffer reused after the call; idempotency keys applied before
+// keysFrom (the start of the retention window) are not kept, and the others
+// are indexed by endReplay.
 func (s *State) beginReplay(keysFrom int64) {
 	s.keysFrom, s.replaying = keysFrom, true
 }
@@ -541,16 +553,4 @@ func (s *State) fork(ops []Op) *State {
 		}
 	}
 	return f
-}
-
-// cloneIDs copies the strings of e that apply keeps (the product id of a new
-// product, the reservation id of a hold) so that e may point into a buffer
-// that is reused after the call: the replay decodes entries in place.
-func (s *State) cloneIDs(e *Entry) {
-	if _, ok := s.products[e.ProductID]; !ok || e.Type == TypeReserve {
-		e.ProductID = strings.Clone(e.ProductID)
-	}
-	if e.Type == TypeReserve {
-		e.ReservationID = strings.Clone(e.ReservationID)
-	}
 }
