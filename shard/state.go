@@ -44,7 +44,7 @@ type State struct {
 	// for endReplay to index in bulk: nothing reads the index while the log
 	// is replayed, and one bulk load costs a fraction of the same inserts
 	// spread over the replay (see table.load).
-	loading []tableSlot[idemRecord]
+	loading tableBatch[idemRecord]
 	// warm receives the loads of table.touch, so that they are not
 	// optimized away; its value means nothing.
 	warm uint64
@@ -386,7 +386,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 		ik := s.hash(e.ProductID, e.IdempotencyKey)
 		rec := idemRecord{fp: e.Fingerprint, version: e.Version}
 		if s.replaying {
-			s.loading = append(s.loading, tableSlot[idemRecord]{ik, rec})
+			s.loading.add(ik, rec)
 		} else if !s.idem.put(ik, rec) {
 			return fmt.Errorf("entry %s: idempotency key %q applied twice", e.ID, e.IdempotencyKey)
 		}
@@ -415,8 +415,7 @@ func (s *State) beginReplay(keysFrom int64) {
 // endReplay indexes the idempotency keys the replay kept and readies s for
 // live requests.
 func (s *State) endReplay() {
-	s.idem.load(s.loading)
-	s.loading = nil
+	s.idem.load(&s.loading)
 	s.keysFrom, s.replaying = 0, false
 }
 

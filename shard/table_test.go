@@ -60,7 +60,7 @@ func TestTableMatchesMap(t *testing.T) {
 // puts, gets and deletes like any other.
 func TestTableLoad(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, n := range []int{0, 1, 7, 1000, 200_000} {
+	for _, n := range []int{0, 1, 7, 1000, tableBatchChunk, tableBatchChunk + 1, 200_000} {
 		var slots []tableSlot[int64]
 		for i := 0; i < n; i++ {
 			k := hkey{r.Uint64() | 1, r.Uint64()}
@@ -74,7 +74,11 @@ func TestTableLoad(t *testing.T) {
 		pre := hkey{1, 2}
 		loaded.put(pre, -1)
 		put.put(pre, -1)
-		loaded.load(slots)
+		var batch tableBatch[int64]
+		for _, s := range slots {
+			batch.add(s.k, s.v)
+		}
+		loaded.load(&batch)
 		for _, s := range slots {
 			put.put(s.k, s.v)
 		}
