@@ -149,6 +149,8 @@ type actor struct {
 	parked   map[string]struct{}
 	deferred []*request
 	ready    []*request
+	// waiting counts deferred and ready, for submit on other goroutines.
+	waiting atomic.Int32
 }
 
 // flight is one batch on its way to disk: its records and the requests to
@@ -177,8 +179,16 @@ func newActor(id int, cfg *Config, st *State, j Journal, m *shardMetrics) *actor
 	}
 }
 
-// submit queues r, or answers overloaded at once when the inbox is full.
+// submit queues r, or answers overloaded at once when the shard's queue is
+// full. The queue is the inbox and the requests waiting for parked products,
+// which have left the inbox: without them, a product parked by a slow
+// atomic batch would let requests pile up without bound. Two submitters
+// racing on the last free place may both take it, so the bound holds
+// within the number of concurrent submitters.
 func (a *actor) submit(r *request) bool {
+	if len(a.inbox)+int(a.waiting.Load()) >= cap(a.inbox) {
+		return false
+	}
 	select {
 	case a.inbox <- r:
 		return true
@@ -216,6 +226,7 @@ func (a *actor) run() {
 				r := a.ready[0]
 				a.ready[0] = nil
 				a.ready = a.ready[1:]
+				a.waiting.Add(-1)
 				a.take(r)
 			}
 			now := a.step()
@@ -408,6 +419,7 @@ func (a *actor) handle(r *request, now int64) {
 		})
 		if blocked {
 			a.deferred = append(a.deferred, r)
+			a.waiting.Add(1)
 			a.ops = max(0, a.ops-max(1, len(r.ops))) // it does not join this flight
 			return
 		}
@@ -583,6 +595,7 @@ func (a *actor) fail() {
 		a.reply(d, errUnavailable)
 	}
 	a.deferred, a.ready = nil, nil
+	a.waiting.Store(0)
 }
 
 // finish fills the outputs that need the batch's locators: reads and

@@ -17,7 +17,8 @@ type Config struct {
 	// Shards is the number of shard actors, each with its own journal. It is
 	// fixed when a data directory is created.
 	Shards int
-	// InboxDepth bounds each shard's queue of requests; a full queue answers
+	// InboxDepth bounds each shard's queue of requests (those waiting for a
+	// product parked by an atomic batch count too); a full queue answers
 	// overloaded at once. 4096 is far above what 64 concurrent clients can
 	// queue on one product, and costs 32 KiB of channel per shard.
 	InboxDepth int

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -117,6 +118,78 @@ func TestManyRequestsWaitForAParkedProduct(t *testing.T) {
 		t.Fatal("the atomic batch never resolved")
 	}
 	wg.Wait()
+}
+
+// TestParkedRequestsCountAgainstTheQueue: requests waiting for a parked
+// product have left the inbox, but still fill the shard's queue, so a flood
+// behind a slow atomic batch is answered overloaded rather than queued
+// without bound; once the batch resolves the admitted ones are answered.
+func TestParkedRequestsCountAgainstTheQueue(t *testing.T) {
+	const depth, flood = 16, 200
+	js := newMemJournals(2)
+	g1 := &gatedJournal{memJournal: js[1], in: make(chan struct{}, 1)}
+	e := mustOpen(t, Config{Shards: 2, InboxDepth: depth}, gated(js, g1))
+	ctx := context.Background()
+	p, q := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
+	for _, x := range []string{p, q} {
+		if _, err := e.Write(ctx, add(x, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gate := make(chan struct{})
+	g1.mu.Lock()
+	g1.gate = gate
+	g1.mu.Unlock()
+	go e.Write(ctx, add(q, 1)) // holds shard 1's writer, so its prepare waits
+	<-g1.in
+	batchDone := make(chan *Error, 1)
+	go func() {
+		_, err := e.Batch(ctx, []Op{reserve(p, "r1", 1), reserve(q, "r1", 1)}, true)
+		batchDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // p is parked on shard 0
+	var overloaded, answered atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < flood; i++ {
+		wg.Go(func() {
+			c, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			switch _, err := e.Stock(c, p); {
+			case err == nil:
+				answered.Add(1)
+			case err.Code == CodeOverloaded:
+				overloaded.Add(1)
+			default:
+				t.Errorf("read behind the parked product: %v", err)
+			}
+		})
+		time.Sleep(time.Millisecond) // let the actor defer what it took
+	}
+	// Every request is now either refused or waiting.
+	time.Sleep(200 * time.Millisecond)
+	if n := overloaded.Load(); n < flood-2*depth {
+		t.Errorf("%d of %d requests behind a parked product refused, want at least %d", n, flood, flood-2*depth)
+	}
+	if n := answered.Load(); n != 0 {
+		t.Errorf("%d reads of a parked product answered before its batch resolved", n)
+	}
+	g1.close(gate)
+	select {
+	case err := <-batchDone:
+		if err != nil {
+			t.Fatalf("batch: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the atomic batch never resolved")
+	}
+	wg.Wait()
+	if answered.Load()+overloaded.Load() != flood || answered.Load() == 0 {
+		t.Errorf("answered %d, overloaded %d of %d", answered.Load(), overloaded.Load(), flood)
+	}
+	// The queue is free again.
+	if _, err := e.Stock(ctx, p); err != nil {
+		t.Errorf("read after the batch resolved: %v", err)
+	}
 }
 
 // TestKeyOutlivesRetentionWhileParked: a retried op whose key's retention

@@ -68,7 +68,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the manifest and the shards' WALs")
 	fs.IntVar(&c.Engine.Shards, "shards", shard.ShardsDefault, "shards (fixed when the data directory is created)")
 	fs.DurationVar(&c.Engine.Retention, "retention", shard.RetentionDefault, "how long idempotency keys are remembered (at least)")
-	fs.IntVar(&c.Engine.InboxDepth, "queue-depth", shard.InboxDepthDefault, "requests a shard queues before it answers 503 overloaded")
+	fs.IntVar(&c.Engine.InboxDepth, "queue-depth", shard.InboxDepthDefault, "requests a shard queues (those waiting for a parked product too) before it answers 503 overloaded")
 	fs.IntVar(&c.Engine.BatchOpsMax, "batch-ops-max", shard.BatchOpsMaxDefault, "ops a shard writes with one fsync at most (>= 1000)")
 	fs.IntVar(&c.WAL.SegmentBytes, "segment-bytes", 4<<20, "WAL segment file size (each shard keeps its tail segment in memory)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
