@@ -179,14 +179,18 @@ func newActor(id int, cfg *Config, st *State, j Journal, m *shardMetrics) *actor
 	}
 }
 
+// queued returns how many requests wait in the shard's queue: the inbox and
+// the requests waiting for parked products, which have left the inbox.
+// Without the latter, a product parked by a slow atomic batch would let
+// requests pile up without bound.
+func (a *actor) queued() int { return len(a.inbox) + int(a.waiting.Load()) }
+
 // submit queues r, or answers overloaded at once when the shard's queue is
-// full. The queue is the inbox and the requests waiting for parked products,
-// which have left the inbox: without them, a product parked by a slow
-// atomic batch would let requests pile up without bound. Two submitters
-// racing on the last free place may both take it, so the bound holds
-// within the number of concurrent submitters.
+// full. The bound is loose by what is in motion: submitters racing on the
+// last free place, and the requests the actor has taken from the inbox but
+// not yet deferred (at most one batch).
 func (a *actor) submit(r *request) bool {
-	if len(a.inbox)+int(a.waiting.Load()) >= cap(a.inbox) {
+	if a.queued() >= cap(a.inbox) {
 		return false
 	}
 	select {

@@ -16,7 +16,8 @@
 //     them in the journal, and hands the batch to the shard's writer
 //     goroutine, which writes it with one write and one fsync and only then
 //     answers. Reads take the same path, so no answer shows state that is
-//     not durable. A full inbox answers overloaded at once.
+//     not durable. A full queue (the inbox and the requests waiting for a
+//     parked product) answers overloaded at once.
 //  3. The Engine (engine.go) routes by a stable hash of the product id,
 //     replays every shard's journal in parallel at start-up, coordinates
 //     batches that span shards, and reads ledger entries back from the
@@ -30,7 +31,8 @@
 // Across shards the Engine runs two phases: it prepares each shard in
 // ascending order (a dry run that, on success, parks the ops' products: a
 // request touching a parked product waits in its shard until the batch
-// resolves, so no one observes or is refused because of tentative state),
+// resolves, so no one observes tentative state or is refused because of it;
+// the waiting requests count against the shard's queue),
 // then tells every shard to commit, or aborts. The global order rules out
 // deadlock. A crash between the shards' commits can leave the batch durable
 // on some shards only; its ops carry their idempotency keys, so a retry of
@@ -44,6 +46,9 @@
 // idempotent replay reads only the entries it returns). Per reservation
 // ever made: 32 B in the reservation index (ids are never reused, so they
 // are kept). Per active hold: 56 B plus its heap slot. Per idempotency key
-// inside the retention window: 56 B (its index slot and its place in the age queue). The indexes are cuckoo tables
-// (table.go) that stay 66-88% full.
+// inside the retention window: 56 B (its index slot and its place in the
+// age queue). The indexes are cuckoo tables (table.go) that stay 66-88%
+// full; after a replay, the idempotency index starts 80% full (table.load).
+// At the end of a replay the idempotency keys also take 64 B each for a
+// moment: collected in log order, then sorted by part for the bulk load.
 package shard

@@ -77,7 +77,7 @@ func Open(cfg Config, open OpenJournal) (*Engine, error) {
 		if !e.ready.Load() { // actors are set before ready, and never after
 			return 0
 		}
-		return len(e.actors[i].inbox)
+		return e.actors[i].queued()
 	})
 	go e.start(open)
 	return e, nil

@@ -99,7 +99,7 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 	if reg == nil {
 		return m
 	}
-	depthVec := prometheus.NewDesc("inventory_shard_queue_depth", "Requests waiting in the shard's queue.", []string{"shard"}, nil)
+	depthVec := prometheus.NewDesc("inventory_shard_queue_depth", "Requests waiting in the shard's queue, those waiting for a product parked by an atomic batch included.", []string{"shard"}, nil)
 	reg.MustRegister(m.transactions, m.rejections, m.replays, m.expired, m.fsync,
 		m.batchEntries, m.failed, m.replay, m.replayed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -173,6 +173,9 @@ func TestParkedRequestsCountAgainstTheQueue(t *testing.T) {
 	if n := answered.Load(); n != 0 {
 		t.Errorf("%d reads of a parked product answered before its batch resolved", n)
 	}
+	if q, admitted := e.actors[0].queued(), flood-int(overloaded.Load()); q != admitted {
+		t.Errorf("queue depth %d, want the %d admitted requests", q, admitted)
+	}
 	g1.close(gate)
 	select {
 	case err := <-batchDone:
@@ -189,6 +192,9 @@ func TestParkedRequestsCountAgainstTheQueue(t *testing.T) {
 	// The queue is free again.
 	if _, err := e.Stock(ctx, p); err != nil {
 		t.Errorf("read after the batch resolved: %v", err)
+	}
+	if q := e.actors[0].queued(); q != 0 {
+		t.Errorf("queue depth %d after every request was answered", q)
 	}
 }
 
