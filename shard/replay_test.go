@@ -154,15 +154,18 @@ func replayLog(t *testing.T, live *State, log []Entry) *State {
 	d := newDecoder()
 	enc := newEncoder()
 	var e Entry
+	// Like the journal, decode every record from one buffer, and wipe it
+	// after apply: the state must keep nothing that points into a record.
+	buf := make([]byte, 0, 4096)
 	for i := range log {
-		rec := append([]byte(nil), enc.encode(&log[i])...)
-		if err := d.decode(rec, &e, true); err != nil {
+		buf = append(buf[:0], enc.encode(&log[i])...)
+		if err := d.decode(buf, &e, true); err != nil {
 			t.Fatalf("decode entry %d: %v", i, err)
 		}
 		if err := s.apply(&e, uint64(i+1)); err != nil {
 			t.Fatalf("replay entry %d: %v", i, err)
 		}
-		clear(rec) // the state must keep nothing that points into a record
+		clear(buf)
 	}
 	return s
 }

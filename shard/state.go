@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"strings"
+	"unsafe"
 )
 
 // State is the in-memory state of one shard: the balances of its products,
@@ -48,6 +49,14 @@ type State struct {
 	// warm receives the loads of table.touch, so that they are not
 	// optimized away; its value means nothing.
 	warm uint64
+	// last is the product looked up last: runs of entries of one product
+	// are the common case (a hot product live, a product's history in a
+	// replay), and apply looks up again what decide just did.
+	last struct {
+		id  string // views buf
+		p   *product
+		buf []byte
+	}
 }
 
 // product holds the balances of one product. Its id is the key of
@@ -181,7 +190,7 @@ func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error
 	}
 
 	var onHand, reserved, version int64
-	if p := s.products[op.ProductID]; p != nil {
+	if p := s.product(op.ProductID); p != nil {
 		onHand, reserved, version = p.onHand, p.reserved, p.version
 	}
 	if op.ExpectedVersion != NoVersion && op.ExpectedVersion != version {
@@ -277,6 +286,26 @@ func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error
 	return out, outcome{}, nil
 }
 
+// product returns the product with id, or nil.
+func (s *State) product(id string) *product {
+	if s.last.p != nil && s.last.id == id {
+		return s.last.p
+	}
+	p := s.products[id]
+	if p != nil {
+		s.remember(id, p)
+	}
+	return p
+}
+
+// remember makes p the last product looked up. Its id is copied into a
+// buffer of s, since id may view a record that the replay reuses; the copy
+// is overwritten only here, when nothing refers to it any more.
+func (s *State) remember(id string, p *product) {
+	s.last.buf = append(s.last.buf[:0], id...)
+	s.last.id, s.last.p = unsafe.String(unsafe.SliceData(s.last.buf), len(s.last.buf)), p
+}
+
 // effect returns an entry's delta on available and the balances after it.
 func effect(t Type, q, onHand, reserved int64) (delta, onHandAfter, reservedAfter int64) {
 	switch t {
@@ -346,7 +375,7 @@ func (s *State) nextExpiry() (int64, string, bool) {
 // bug during live processing. After an error the State must be discarded
 // (the map checks are made by inserting, to spare a lookup on the hot path).
 func (s *State) apply(e *Entry, loc uint64) error {
-	p := s.products[e.ProductID]
+	p := s.product(e.ProductID)
 	k, r, err := s.check(e, p)
 	if err != nil {
 		return fmt.Errorf("entry %s of product %q version %d: %w", e.ID, e.ProductID, e.Version, err)
@@ -395,6 +424,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	if p == nil {
 		p = &product{}
 		s.products[e.ProductID] = p
+		s.remember(e.ProductID, p)
 	}
 	p.onHand, p.reserved, p.version, p.updatedAt = e.OnHand, e.Reserved, e.Version, e.CreatedAt
 	p.locs = append(p.locs, loc)
