@@ -57,6 +57,12 @@ type State struct {
 		p   *product
 		buf []byte
 	}
+	// decided holds the keys decide hashed last, so that apply of the
+	// entry decided does not hash them again.
+	decided struct {
+		product, idem, resv string
+		ik, rk              hkey
+	}
 }
 
 // product holds the balances of one product. Its id is the key of
@@ -181,6 +187,8 @@ func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error
 		rk = s.hash(op.ProductID, op.ReservationID)
 		s.warm += s.resv.touch(rk)
 	}
+	d := &s.decided
+	d.product, d.idem, d.resv, d.ik, d.rk = op.ProductID, op.IdempotencyKey, op.ReservationID, ik, rk
 	if r, ok := s.idem.get(ik); ok {
 		if r.fp != fp {
 			return out, outcome{}, errorf(CodeIdempotencyKeyReused,
@@ -284,6 +292,24 @@ func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error
 		out = append(out, rest)
 	}
 	return out, outcome{}, nil
+}
+
+// idemKey and resvKey return the index keys of e's idempotency key and
+// reservation, taken from decide when its strings are e's. Those strings
+// come from requests and never change: decide does not run during a
+// replay, whose entries view reused records.
+func (s *State) idemKey(e *Entry) hkey {
+	if d := &s.decided; !s.replaying && d.idem == e.IdempotencyKey && d.product == e.ProductID {
+		return d.ik
+	}
+	return s.hash(e.ProductID, e.IdempotencyKey)
+}
+
+func (s *State) resvKey(e *Entry) hkey {
+	if d := &s.decided; !s.replaying && d.resv == e.ReservationID && d.product == e.ProductID && d.resv != "" {
+		return d.rk
+	}
+	return s.hash(e.ProductID, e.ReservationID)
 }
 
 // product returns the product with id, or nil.
@@ -412,7 +438,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 		}
 	}
 	if e.IdempotencyKey != "" && e.CreatedAt >= s.keysFrom {
-		ik := s.hash(e.ProductID, e.IdempotencyKey)
+		ik := s.idemKey(e)
 		rec := idemRecord{fp: e.Fingerprint, version: e.Version}
 		if s.replaying {
 			s.loading.add(ik, rec)
@@ -490,7 +516,7 @@ func (s *State) check(e *Entry, p *product) (hkey, resvRecord, error) {
 		if e.ExpiresAt <= e.CreatedAt {
 			return k, r, fmt.Errorf("hold expires at %d, not after its creation", e.ExpiresAt)
 		}
-		k = s.hash(e.ProductID, e.ReservationID)
+		k = s.resvKey(e)
 	case TypeCommit, TypeRelease:
 		if e.Origin == OriginContinuation {
 			if e.Type != TypeRelease || e.Version != s.cont.version || e.Quantity != s.cont.rest {
@@ -501,7 +527,7 @@ func (s *State) check(e *Entry, p *product) (hkey, resvRecord, error) {
 		if e.Type == TypeCommit && e.Origin != OriginRequest {
 			return k, r, fmt.Errorf("COMMIT with origin %d", e.Origin)
 		}
-		k = s.hash(e.ProductID, e.ReservationID)
+		k = s.resvKey(e)
 		var ok bool
 		if r, ok = s.resv.get(k); !ok || r.state() != StateActive {
 			return k, r, fmt.Errorf("%s of reservation %q that is not active", e.Type, e.ReservationID)
