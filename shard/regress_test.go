@@ -71,13 +71,22 @@ func TestFailedShardKeepsAnswering(t *testing.T) {
 	}
 }
 
-// TestManyRequestsWaitForAParkedProduct: more requests than a flight holds
-// wait behind a product parked by a cross-shard atomic batch; the batch
-// still resolves and they are all answered.
-func TestManyRequestsWaitForAParkedProduct(t *testing.T) {
+// parked is an engine of 2 shards in which product p (shard 0) is parked by
+// a cross-shard atomic batch that waits for shard 1's writer, held by a gate.
+type parked struct {
+	e    *Engine
+	p    string
+	g1   *gatedJournal
+	gate chan struct{}
+	done chan *Error // the batch's outcome
+}
+
+func parkProduct(t *testing.T, cfg Config) *parked {
+	t.Helper()
 	js := newMemJournals(2)
 	g1 := &gatedJournal{memJournal: js[1], in: make(chan struct{}, 1)}
-	e := mustOpen(t, Config{Shards: 2}, gated(js, g1))
+	cfg.Shards = 2
+	e := mustOpen(t, cfg, gated(js, g1))
 	ctx := context.Background()
 	p, q := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
 	for _, x := range []string{p, q} {
@@ -85,38 +94,51 @@ func TestManyRequestsWaitForAParkedProduct(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gate := make(chan struct{})
+	k := &parked{e: e, p: p, g1: g1, gate: make(chan struct{}), done: make(chan *Error, 1)}
 	g1.mu.Lock()
-	g1.gate = gate
+	g1.gate = k.gate
 	g1.mu.Unlock()
 	go e.Write(ctx, add(q, 1)) // holds shard 1's writer, so its prepare waits
 	<-g1.in
-	batchDone := make(chan *Error, 1)
 	go func() {
 		_, err := e.Batch(ctx, []Op{reserve(p, "r1", 1), reserve(q, "r1", 1)}, true)
-		batchDone <- err
+		k.done <- err
 	}()
 	time.Sleep(100 * time.Millisecond) // p is parked on shard 0
-	var wg sync.WaitGroup
-	for i := 0; i < 1100; i++ {
-		wg.Go(func() {
-			c, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			if _, err := e.Stock(c, p); err != nil {
-				t.Errorf("read behind the parked product: %v", err)
-			}
-		})
-	}
-	time.Sleep(200 * time.Millisecond)
-	g1.close(gate)
+	return k
+}
+
+// release opens the gate and waits for the batch to resolve.
+func (k *parked) release(t *testing.T) {
+	t.Helper()
+	k.g1.close(k.gate)
 	select {
-	case err := <-batchDone:
+	case err := <-k.done:
 		if err != nil {
 			t.Fatalf("batch: %v", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the atomic batch never resolved")
 	}
+}
+
+// TestManyRequestsWaitForAParkedProduct: more requests than a flight holds
+// wait behind a product parked by a cross-shard atomic batch; the batch
+// still resolves and they are all answered.
+func TestManyRequestsWaitForAParkedProduct(t *testing.T) {
+	k := parkProduct(t, Config{})
+	var wg sync.WaitGroup
+	for i := 0; i < 1100; i++ {
+		wg.Go(func() {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := k.e.Stock(c, k.p); err != nil {
+				t.Errorf("read behind the parked product: %v", err)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	k.release(t)
 	wg.Wait()
 }
 
@@ -126,35 +148,14 @@ func TestManyRequestsWaitForAParkedProduct(t *testing.T) {
 // without bound; once the batch resolves the admitted ones are answered.
 func TestParkedRequestsCountAgainstTheQueue(t *testing.T) {
 	const depth, flood = 16, 200
-	js := newMemJournals(2)
-	g1 := &gatedJournal{memJournal: js[1], in: make(chan struct{}, 1)}
-	e := mustOpen(t, Config{Shards: 2, InboxDepth: depth}, gated(js, g1))
-	ctx := context.Background()
-	p, q := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
-	for _, x := range []string{p, q} {
-		if _, err := e.Write(ctx, add(x, 100)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	gate := make(chan struct{})
-	g1.mu.Lock()
-	g1.gate = gate
-	g1.mu.Unlock()
-	go e.Write(ctx, add(q, 1)) // holds shard 1's writer, so its prepare waits
-	<-g1.in
-	batchDone := make(chan *Error, 1)
-	go func() {
-		_, err := e.Batch(ctx, []Op{reserve(p, "r1", 1), reserve(q, "r1", 1)}, true)
-		batchDone <- err
-	}()
-	time.Sleep(100 * time.Millisecond) // p is parked on shard 0
+	k := parkProduct(t, Config{InboxDepth: depth})
 	var overloaded, answered atomic.Int32
 	var wg sync.WaitGroup
 	for i := 0; i < flood; i++ {
 		wg.Go(func() {
-			c, cancel := context.WithTimeout(ctx, 5*time.Second)
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			switch _, err := e.Stock(c, p); {
+			switch _, err := k.e.Stock(c, k.p); {
 			case err == nil:
 				answered.Add(1)
 			case err.Code == CodeOverloaded:
@@ -173,27 +174,19 @@ func TestParkedRequestsCountAgainstTheQueue(t *testing.T) {
 	if n := answered.Load(); n != 0 {
 		t.Errorf("%d reads of a parked product answered before its batch resolved", n)
 	}
-	if q, admitted := e.actors[0].queued(), flood-int(overloaded.Load()); q != admitted {
+	if q, admitted := k.e.actors[0].queued(), flood-int(overloaded.Load()); q != admitted {
 		t.Errorf("queue depth %d, want the %d admitted requests", q, admitted)
 	}
-	g1.close(gate)
-	select {
-	case err := <-batchDone:
-		if err != nil {
-			t.Fatalf("batch: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the atomic batch never resolved")
-	}
+	k.release(t)
 	wg.Wait()
 	if answered.Load()+overloaded.Load() != flood || answered.Load() == 0 {
 		t.Errorf("answered %d, overloaded %d of %d", answered.Load(), overloaded.Load(), flood)
 	}
 	// The queue is free again.
-	if _, err := e.Stock(ctx, p); err != nil {
+	if _, err := k.e.Stock(context.Background(), k.p); err != nil {
 		t.Errorf("read after the batch resolved: %v", err)
 	}
-	if q := e.actors[0].queued(); q != 0 {
+	if q := k.e.actors[0].queued(); q != 0 {
 		t.Errorf("queue depth %d after every request was answered", q)
 	}
 }
