@@ -136,11 +136,23 @@ func benchHot(b *testing.B, per int) {
 
 // BenchmarkReplay measures start-up: 1M entries over 4 shards, replayed from
 // disk in parallel. entries/s/core divides by the cores the replay could use.
+// With keys=restored the ledger is an hour old and every idempotency key is
+// restored; with keys=expired it is older than the retention window, as
+// most of the log of a service that has run for days is, and none is.
 func BenchmarkReplay(b *testing.B) {
+	for _, c := range []struct {
+		keys string
+		age  time.Duration
+	}{{"restored", time.Hour}, {"expired", RetentionDefault + time.Hour}} {
+		b.Run("keys="+c.keys, func(b *testing.B) { benchReplay(b, c.age) })
+	}
+}
+
+func benchReplay(b *testing.B, age time.Duration) {
 	const products, perProduct = 100_000, 10
 	dir := b.TempDir()
 	shards := 4
-	writeLedger(b, dir, shards, products, perProduct)
+	writeLedger(b, dir, shards, products, perProduct, age)
 	b.ResetTimer()
 	for b.Loop() {
 		e, err := Open(Config{Shards: shards}, openWAL(dir))
@@ -160,10 +172,10 @@ func BenchmarkReplay(b *testing.B) {
 }
 
 // writeLedger writes products×perProduct entries (ADD, then RESERVE and
-// COMMIT or RELEASE) straight through State and WAL, as the actor would.
-// They are an hour old, so a replay must restore every idempotency key.
-func writeLedger(tb testing.TB, dir string, shards, products, perProduct int) {
-	at := time.Now().Add(-time.Hour).UnixNano()
+// COMMIT or RELEASE) straight through State and WAL, as the actor would,
+// created age ago.
+func writeLedger(tb testing.TB, dir string, shards, products, perProduct int, age time.Duration) {
+	at := time.Now().Add(-age).UnixNano()
 	logs := make([]*wal.Log, shards)
 	states := make([]*State, shards)
 	for i := range logs {
