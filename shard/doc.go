@@ -48,7 +48,7 @@
 // are kept). Per active hold: 56 B plus its heap slot. Per idempotency key
 // inside the retention window: 56 B (its index slot and its place in the
 // age queue). The indexes are cuckoo tables (table.go) that stay 66-88%
-// full; after a replay, the idempotency index starts 80% full (table.load).
-// At the end of a replay the idempotency keys also take 64 B each for a
-// moment: collected in log order, then sorted by part for the bulk load.
+// full; after a replay, both indexes start 80% full (table.load). At the
+// end of a replay each idempotency key and reservation also takes 64 B for
+// a moment: collected in log order, then sorted by part for the bulk load.
 package shard

@@ -97,7 +97,11 @@ func (e *Engine) start(open OpenJournal) {
 				errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
 				return
 			}
-			st.endReplay()
+			if err := st.endReplay(); err != nil {
+				errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
+				j.Close()
+				return
+			}
 			counts[i] = st.Entries()
 			e.journals[i] = j
 			e.actors[i] = newActor(i, &e.cfg, st, j, e.m.shards[i])

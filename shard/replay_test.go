@@ -1,9 +1,11 @@
 package shard
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -148,9 +150,17 @@ func checkInvariants(t *testing.T, s *State, log []Entry) {
 // replayLog rebuilds a state from the encoded entries, as start-up does.
 func replayLog(t *testing.T, live *State, log []Entry) *State {
 	t.Helper()
+	s, err := replayEntries(live, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// replayEntries is replayLog returning the replay's error.
+func replayEntries(live *State, log []Entry) (*State, error) {
 	s := newState(live.shard, live.retention, live.seeds)
 	s.beginReplay(0)
-	defer s.endReplay()
 	d := newDecoder()
 	enc := newEncoder()
 	var e Entry
@@ -160,14 +170,14 @@ func replayLog(t *testing.T, live *State, log []Entry) *State {
 	for i := range log {
 		buf = append(buf[:0], enc.encode(&log[i])...)
 		if err := d.decode(buf, &e, true); err != nil {
-			t.Fatalf("decode entry %d: %v", i, err)
+			return nil, fmt.Errorf("decode entry %d: %w", i, err)
 		}
 		if err := s.apply(&e, uint64(i+1)); err != nil {
-			t.Fatalf("replay entry %d: %v", i, err)
+			return nil, fmt.Errorf("replay entry %d: %w", i, err)
 		}
 		clear(buf)
 	}
-	return s
+	return s, s.endReplay()
 }
 
 // contents returns what t holds: two tables with the same contents may
@@ -228,6 +238,63 @@ func TestReplayEquivalence(t *testing.T) {
 		if seen[k] == 0 {
 			t.Errorf("random ops never produced %s", k)
 		}
+	}
+}
+
+// TestReplayRejectsReservationReservedTwice: a reservation id reserved again
+// after it was settled breaks the log (live, decide refuses it). The replay
+// keeps only active reservations in its index and finds the second RESERVE
+// at its end; a live apply finds it at once.
+func TestReplayRejectsReservationReservedTwice(t *testing.T) {
+	s := NewState(0, int64(RetentionDefault))
+	var log []Entry
+	for _, op := range []Op{add("p", 10), reserve("p", "r1", 1), commit("p", "r1", 0), reserve("p", "r2", 1)} {
+		if op.Type == TypeReserve {
+			op.TTLSeconds = 900
+		}
+		out, _, err := s.decide(&op, t0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range out {
+			if err := s.apply(&out[i], 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		log = append(log, out...)
+	}
+	if _, err := replayEntries(s, log); err != nil {
+		t.Fatalf("the valid log: %v", err)
+	}
+	log[3].ReservationID = "r1" // r1 again, after its COMMIT
+	if _, err := replayEntries(s, log); err == nil || !strings.Contains(err.Error(), "versions 2 and 4") {
+		t.Errorf("replay of a reservation reserved twice: %v", err)
+	}
+	live := newState(0, s.retention, s.seeds)
+	var err error
+	for i := range log {
+		if err = live.apply(&log[i], 0); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		t.Error("a live apply accepted a reservation reserved twice")
+	}
+	// The engine refuses to start on it, and closes the journal.
+	js := newMemJournals(1)
+	for i := range log {
+		js[0].recs = append(js[0].recs, EncodeEntry(&log[i]))
+	}
+	e, oerr := Open(Config{Shards: 1}, js.open)
+	if oerr != nil {
+		t.Fatal(oerr)
+	}
+	defer e.Close(context.Background())
+	if err := e.Wait(context.Background()); err == nil || !strings.Contains(err.Error(), "reserved twice") {
+		t.Errorf("engine start on a reservation reserved twice: %v", err)
+	}
+	if !js[0].closed {
+		t.Error("the journal of the refused replay was left open")
 	}
 }
 

@@ -46,6 +46,11 @@ type State struct {
 	// is replayed, and one bulk load costs a fraction of the same inserts
 	// spread over the replay (see table.load).
 	loading tableBatch[idemRecord]
+	// settled collects the reservations the replay settles, for endReplay
+	// to index in bulk with the active ones: while replaying, resv holds
+	// only the active reservations, which is all a valid log reads (a COMMIT
+	// or RELEASE settles an active one), so it stays small and in cache.
+	settled tableBatch[resvRecord]
 	// warm receives the loads of table.touch, so that they are not
 	// optimized away; its value means nothing.
 	warm uint64
@@ -468,11 +473,22 @@ func (s *State) beginReplay(keysFrom int64) {
 	s.keysFrom, s.replaying = keysFrom, true
 }
 
-// endReplay indexes the idempotency keys the replay kept and readies s for
-// live requests.
-func (s *State) endReplay() {
-	s.idem.load(&s.loading)
+// endReplay indexes the idempotency keys the replay kept and every
+// reservation, and readies s for live requests. A reservation id reserved
+// twice (settled, then reserved again) is found only here, and is an error.
+func (s *State) endReplay() error {
+	s.idem.load(&s.loading, nil)
+	s.resv.each(func(k hkey, r resvRecord) { s.settled.add(k, r) })
+	s.resv = table[resvRecord]{}
+	var err error
+	s.resv.load(&s.settled, func(_ hkey, old, new resvRecord) {
+		if err == nil {
+			err = fmt.Errorf("one reservation reserved twice on a product, by its entries of versions %d and %d",
+				old.reserveVersion(), new.reserveVersion())
+		}
+	})
 	s.keysFrom, s.replaying = 0, false
+	return err
 }
 
 // check returns why e cannot follow the current state of its product p, or
@@ -559,7 +575,13 @@ func (s *State) settle(k hkey, r resvRecord, st ReservationState, version int64)
 	s.heap.remove(&s.holds, int(s.holds.at(slot).heapIdx))
 	*s.holds.at(slot) = hold{}
 	s.free = append(s.free, slot)
-	s.resv.put(k, resvRecord{meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version})
+	rec := resvRecord{meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version}
+	if s.replaying {
+		s.resv.del(k)
+		s.settled.add(k, rec)
+		return
+	}
+	s.resv.put(k, rec)
 }
 
 // forget drops idempotency keys applied before now minus the retention

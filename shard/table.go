@@ -134,10 +134,16 @@ func (t *table[V]) get(k hkey) (V, bool) {
 
 // put sets k to v and reports whether k is new.
 func (t *table[V]) put(k hkey, v V) bool {
+	_, had := t.set(k, v)
+	return !had
+}
+
+// set sets k to v and returns the value it replaces, if any.
+func (t *table[V]) set(k hkey, v V) (old V, had bool) {
 	p := t.part(k)
 	if s := p.slot(k); s != nil {
-		s.v = v
-		return false
+		old, s.v = s.v, v
+		return old, true
 	}
 	if p.buckets == nil {
 		p.buckets = make([]tableBucket[V], tableBucketMin)
@@ -151,7 +157,7 @@ func (t *table[V]) put(k hkey, v V) bool {
 	}
 	p.n++
 	t.n++
-	return true
+	return old, false
 }
 
 // insert places e, displacing others cuckoo-style; if it gives up, it
@@ -256,13 +262,14 @@ func (b *tableBatch[V]) add(k hkey, v V) {
 }
 
 // load puts every slot of b, as put would in the order they were added (a
-// later slot with the same key wins). It is the bulk path of the replay: a
+// later slot with the same key wins, after a call of dup, when not nil,
+// with the value it replaces). It is the bulk path of the replay: a
 // stable counting sort groups the slots by part, each empty part is sized
 // for its share up front, and parts are then filled one at a time, so that
 // the inserts of one part hit a few hundred kilobytes that stay in cache
 // instead of random lines of the whole table, and no part is grown and
 // copied on the way.
-func (t *table[V]) load(b *tableBatch[V]) {
+func (t *table[V]) load(b *tableBatch[V], dup func(k hkey, old, new V)) {
 	var counts [tableParts]int
 	total := 0
 	for _, c := range b.chunks {
@@ -293,7 +300,9 @@ func (t *table[V]) load(b *tableBatch[V]) {
 	}
 	b.chunks = nil
 	for i := range sorted {
-		t.put(sorted[i].k, sorted[i].v)
+		if old, had := t.set(sorted[i].k, sorted[i].v); had && dup != nil {
+			dup(sorted[i].k, old, sorted[i].v)
+		}
 	}
 }
 

@@ -78,7 +78,7 @@ func TestTableLoad(t *testing.T) {
 		for _, s := range slots {
 			batch.add(s.k, s.v)
 		}
-		loaded.load(&batch)
+		loaded.load(&batch, nil)
 		for _, s := range slots {
 			put.put(s.k, s.v)
 		}
