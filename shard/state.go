@@ -93,7 +93,10 @@ func (p *product) stock(id string) Stock {
 // hkey is a 128-bit hash of a (product id, other id) pair from two
 // independently seeded hashes: with random per-process seeds a collision is
 // out of reach of any client, and the maps hold no pointers for the GC to scan.
-type hkey [2]uint64
+//
+// It is a struct, not an array: Go passes structs of this size in registers
+// and arrays through memory, which cost every table call a stack round trip.
+type hkey struct{ h0, h1 uint64 }
 
 // resvRecord is the index entry of one reservation (16 bytes).
 type resvRecord struct {

@@ -53,22 +53,22 @@ type tablePart[V any] struct {
 	n       int
 }
 
-// The part comes from the top bits of k[0], the first bucket from k[1], the
-// second from the other bits of k[0] and the tag from the low byte of k[1],
+// The part comes from the top bits of k.h0, the first bucket from k.h1, the
+// second from the other bits of k.h0 and the tag from the low byte of k.h1,
 // which barely moves the product that picks the first bucket: independent
 // bits of a uniform hash, mapped onto any bucket count by multiplication.
-func (t *table[V]) part(k hkey) *tablePart[V] { return &t.parts[k[0]>>(64-tablePartBits)] }
+func (t *table[V]) part(k hkey) *tablePart[V] { return &t.parts[k.h0>>(64-tablePartBits)] }
 
 func (p *tablePart[V]) homes(k hkey) (int, int) {
 	n := uint64(len(p.buckets))
-	b1, _ := bits.Mul64(k[1], n)
-	b2, _ := bits.Mul64(k[0]<<tablePartBits, n)
+	b1, _ := bits.Mul64(k.h1, n)
+	b2, _ := bits.Mul64(k.h0<<tablePartBits, n)
 	return int(b1), int(b2)
 }
 
 // tag returns k's tag byte: never 0, which marks an empty slot.
 func tag(k hkey) uint64 {
-	if t := k[1] & 0xff; t != 0 {
+	if t := k.h1 & 0xff; t != 0 {
 		return t
 	}
 	return 1
@@ -274,7 +274,7 @@ func (t *table[V]) load(b *tableBatch[V], dup func(k hkey, old, new V)) {
 	total := 0
 	for _, c := range b.chunks {
 		for i := range c {
-			counts[c[i].k[0]>>(64-tablePartBits)]++
+			counts[c[i].k.h0>>(64-tablePartBits)]++
 		}
 		total += len(c)
 	}
@@ -292,7 +292,7 @@ func (t *table[V]) load(b *tableBatch[V], dup func(k hkey, old, new V)) {
 	sorted := make([]tableSlot[V], total)
 	for ci, c := range b.chunks {
 		for i := range c {
-			part := c[i].k[0] >> (64 - tablePartBits)
+			part := c[i].k.h0 >> (64 - tablePartBits)
 			sorted[next[part]] = c[i]
 			next[part]++
 		}
