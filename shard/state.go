@@ -9,7 +9,8 @@ import (
 
 // State is the in-memory state of one shard: the balances of its products,
 // its reservations and its idempotency keys. It is derived entirely from the
-// shard's ledger entries: apply is the only method that changes it, and live
+// shard's ledger entries: apply is the only method that changes it (decide
+// only fills caches: the product and the keys it looked up last), and live
 // processing and WAL replay both go through apply.
 //
 // State does no I/O and reads no clock: callers pass time in. It is owned by
@@ -21,7 +22,8 @@ type State struct {
 
 	products map[string]*product
 	// resv indexes every reservation ever made in the shard, by
-	// (product, reservation id): reservation ids are never reused.
+	// (product, reservation id): reservation ids are never reused. While
+	// the log is replayed it holds the active ones only (see settled).
 	resv  table[resvRecord]
 	holds slab    // active holds, indexed by resvRecord.settle
 	free  []int32 // free slab slots
@@ -63,7 +65,8 @@ type State struct {
 		buf []byte
 	}
 	// decided holds the keys decide hashed last, so that apply of the
-	// entry decided does not hash them again.
+	// entry decided does not hash them again. It keeps one request's
+	// strings alive until the next decide.
 	decided struct {
 		product, idem, resv string
 		ik, rk              hkey
@@ -182,9 +185,10 @@ type outcome struct {
 }
 
 // decide computes the entries that op appends at time now, appending them to
-// out, or the coded refusal. It does not change s. Checks run in API.md's
-// order: idempotency, expected version, reservation identity, stock. op must
-// have passed Validate.
+// out, or the coded refusal. It does not change s, but for its caches of
+// what it looked up last. Checks run in API.md's order: idempotency,
+// expected version, reservation identity, stock. op must have passed
+// Validate.
 func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error) {
 	fp := op.fingerprint()
 	ik := s.hash(op.ProductID, op.IdempotencyKey)
@@ -471,7 +475,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 // endReplay, apply copies the strings it keeps, so that entries may point
 // into a buffer reused after the call; idempotency keys applied before
 // keysFrom (the start of the retention window) are not kept, and the others
-// are indexed by endReplay.
+// are indexed by endReplay, as are the reservations settled.
 func (s *State) beginReplay(keysFrom int64) {
 	s.keysFrom, s.replaying = keysFrom, true
 }
