@@ -180,6 +180,17 @@ func replayEntries(live *State, log []Entry) (*State, error) {
 	return s, s.endReplay()
 }
 
+// applyLog applies log to s as live processing does and returns the first
+// error.
+func applyLog(s *State, log []Entry) error {
+	for i := range log {
+		if err := s.apply(&log[i], 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // contents returns what t holds: two tables with the same contents may
 // differ in layout (a replay loads the idempotency index in bulk).
 func contents[V any](t *table[V]) map[hkey]V {
@@ -270,14 +281,7 @@ func TestReplayRejectsReservationReservedTwice(t *testing.T) {
 	if _, err := replayEntries(s, log); err == nil || !strings.Contains(err.Error(), "versions 2 and 4") {
 		t.Errorf("replay of a reservation reserved twice: %v", err)
 	}
-	live := newState(0, s.retention, s.seeds)
-	var err error
-	for i := range log {
-		if err = live.apply(&log[i], 0); err != nil {
-			break
-		}
-	}
-	if err == nil {
+	if applyLog(newState(0, s.retention, s.seeds), log) == nil {
 		t.Error("a live apply accepted a reservation reserved twice")
 	}
 	// The engine refuses to start on it, and closes the journal.
@@ -309,14 +313,7 @@ func TestReplayRejectsBrokenLogs(t *testing.T) {
 	for name, breakLog := range cases {
 		t.Run(name, func(t *testing.T) {
 			log := breakLog(append([]Entry(nil), m.log...))
-			s := newState(0, m.s.retention, m.s.seeds)
-			var err error
-			for i := range log {
-				if err = s.apply(&log[i], 0); err != nil {
-					break
-				}
-			}
-			if err == nil {
+			if applyLog(newState(0, m.s.retention, m.s.seeds), log) == nil {
 				t.Errorf("apply accepted a broken log")
 			}
 		})
