@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inventory-ledger/inventory/shard"
+	"github.com/inventory-ledger/inventory/shard/shardtest"
 	"github.com/inventory-ledger/inventory/wal"
 )
 
@@ -62,7 +62,7 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 		}
 		var j shard.Journal
 		if o.mem {
-			j = &memJournal{}
+			j = &shardtest.Journal{}
 		} else {
 			l, _, err := wal.Open(shard.ShardDir(dir, i), wal.Options{}, fn)
 			if err != nil {
@@ -221,48 +221,6 @@ func problem(t testing.TB, w *httptest.ResponseRecorder, status int, code string
 	}
 	return p
 }
-
-// memJournal keeps records in memory: no I/O, for benchmarks of the HTTP
-// layer and for tests that need a journal to misbehave.
-type memJournal struct {
-	mu      sync.Mutex
-	recs    [][]byte
-	located uint64
-}
-
-func (j *memJournal) Locate(recs [][]byte, locs []uint64) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for i := range recs {
-		locs[i] = j.located
-		j.located++
-	}
-	return nil
-}
-
-func (j *memJournal) Write(recs [][]byte) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for _, r := range recs {
-		j.recs = append(j.recs, append([]byte(nil), r...))
-	}
-	return nil
-}
-
-func (j *memJournal) ReadMany(locs []uint64) ([][]byte, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	recs := make([][]byte, len(locs))
-	for i, loc := range locs {
-		if loc >= uint64(len(j.recs)) {
-			return nil, errors.New("no such record")
-		}
-		recs[i] = j.recs[loc]
-	}
-	return recs, nil
-}
-
-func (j *memJournal) Close() error { return nil }
 
 // gatedJournal blocks Write while gate is open (not closed), and fails it
 // once fail is set.

@@ -419,7 +419,7 @@ func TestJournalFailure(t *testing.T) {
 	// Other shards keep working.
 	te.write(add(onGood, 1))
 
-	te.js[0].failErr, te.js[0].failed = nil, false
+	te.js[0].heal()
 	te.restart()
 	if st := te.stock(onBad); st.OnHand != acked.Stock.OnHand || st.Version != 1 {
 		t.Errorf("after restart: %+v, want only the acknowledged entry", st)

@@ -1,64 +1,34 @@
 package shard
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/inventory-ledger/inventory/shard/shardtest"
 )
 
 // memJournal is a Journal in memory that can fail on demand. Its records are
 // what "survived": a restart replays them into a new engine.
 type memJournal struct {
+	shardtest.Journal
 	mu      sync.Mutex
-	recs    [][]byte
-	failErr error // the next Commit fails with this, and the journal stays failed
-	failed  bool
-	commits int
-	located uint64
+	failing bool // Write fails, for good, once set
 	closed  bool
 }
 
 var errInjected = errors.New("injected journal fault")
 
-// Locate numbers records from 1 in the order they are located.
-func (j *memJournal) Locate(recs [][]byte, locs []uint64) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for i := range recs {
-		j.located++
-		locs[i] = j.located
-	}
-	return nil
-}
-
 func (j *memJournal) Write(recs [][]byte) error {
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.failed || j.failErr != nil {
-		j.failed = true
+	failing := j.failing
+	j.mu.Unlock()
+	if failing {
 		return fmt.Errorf("write: %w", errInjected)
 	}
-	for _, r := range recs {
-		j.recs = append(j.recs, bytes.Clone(r))
-	}
-	j.commits++
-	return nil
-}
-
-func (j *memJournal) ReadMany(locs []uint64) ([][]byte, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	recs := make([][]byte, len(locs))
-	for i, loc := range locs {
-		if loc == 0 || loc > uint64(len(j.recs)) {
-			return nil, fmt.Errorf("no record at %d", loc)
-		}
-		recs[i] = j.recs[loc-1]
-	}
-	return recs, nil
+	return j.Journal.Write(recs)
 }
 
 func (j *memJournal) Close() error {
@@ -68,21 +38,18 @@ func (j *memJournal) Close() error {
 	return nil
 }
 
-func (j *memJournal) fail() {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.failErr = errInjected
-}
+func (j *memJournal) fail() { j.setFailing(true) }
+func (j *memJournal) heal() { j.setFailing(false) }
 
-func (j *memJournal) records() [][]byte {
+func (j *memJournal) setFailing(on bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return append([][]byte(nil), j.recs...)
+	j.failing = on
 }
 
 // replay feeds the stored records to fn, as a reopened journal would.
 func (j *memJournal) replay(fn func(loc uint64, rec []byte) error) error {
-	for i, r := range j.records() {
+	for i, r := range j.Records() {
 		if err := fn(uint64(i+1), r); err != nil {
 			return err
 		}
@@ -104,9 +71,9 @@ func newMemJournals(n int) memJournals {
 // open is an OpenJournal that reopens the same in-memory journals.
 func (js memJournals) open(i int, fn func(loc uint64, rec []byte) error) (Journal, error) {
 	old := js[i]
-	fresh := &memJournal{located: uint64(len(old.records()))}
+	fresh := &memJournal{}
 	if err := old.replay(func(loc uint64, rec []byte) error {
-		fresh.recs = append(fresh.recs, rec)
+		fresh.Append(rec)
 		return fn(loc, rec)
 	}); err != nil {
 		return nil, err

@@ -287,7 +287,7 @@ func TestReplayRejectsReservationReservedTwice(t *testing.T) {
 	// The engine refuses to start on it, and closes the journal.
 	js := newMemJournals(1)
 	for i := range log {
-		js[0].recs = append(js[0].recs, EncodeEntry(&log[i]))
+		js[0].Append(EncodeEntry(&log[i]))
 	}
 	e, oerr := Open(Config{Shards: 1}, js.open)
 	if oerr != nil {
