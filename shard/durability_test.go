@@ -85,14 +85,7 @@ func openWALEngine(t *testing.T, dir string, shards int) *Engine {
 	if err := PrepareDir(dir, shards); err != nil {
 		t.Fatal(err)
 	}
-	e, err := Open(Config{Shards: shards}, openWAL(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return mustOpen(t, Config{Shards: shards}, openWAL(dir))
 }
 
 // checkSurvived checks that every acknowledged entry is in e's ledger with
@@ -181,19 +174,13 @@ func TestDiskFaultLosesNothingAcknowledged(t *testing.T) {
 			if err := PrepareDir(dir, 2); err != nil {
 				t.Fatal(err)
 			}
-			e, err := Open(Config{Shards: 2}, func(i int, fn func(uint64, []byte) error) (Journal, error) {
+			e := mustOpen(t, Config{Shards: 2}, func(i int, fn func(uint64, []byte) error) (Journal, error) {
 				l, _, err := wal.Open(ShardDir(dir, i), wal.Options{}, fn)
 				if err != nil || i != 0 {
 					return l, err
 				}
 				return &faultyJournal{Log: l, failAt: 40, afterData: afterData}, nil
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.Wait(context.Background()); err != nil {
-				t.Fatal(err)
-			}
 			stop := make(chan struct{})
 			wait := load(t, e, 8, stop)
 			ctx := context.Background()

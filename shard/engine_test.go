@@ -430,13 +430,7 @@ func TestOverloaded(t *testing.T) {
 	gate := make(chan struct{})
 	js := newMemJournals(1)
 	blocked := &blockingJournal{memJournal: js[0], gate: gate, entered: make(chan struct{}, 1)}
-	e, err := Open(Config{Shards: 1, InboxDepth: 2}, func(int, func(uint64, []byte) error) (Journal, error) { return blocked, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	e := mustOpen(t, Config{Shards: 1, InboxDepth: 2}, func(int, func(uint64, []byte) error) (Journal, error) { return blocked, nil })
 	ctx := context.Background()
 	// The writer blocks in its first Write; the actor keeps deciding into
 	// the next flight until it is full, then the inbox fills and the next

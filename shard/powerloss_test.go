@@ -97,17 +97,11 @@ func TestPowerLoss(t *testing.T) {
 		}
 		copyDirFiles(dir, crash)
 		snap := &snapJournal{dir: ShardDir(dir, 0), to: ShardDir(crash, 0), n: 5 + r.IntN(100), taken: make(chan struct{})}
-		e, err := Open(Config{Shards: 1}, func(i int, fn func(uint64, []byte) error) (Journal, error) {
+		e := mustOpen(t, Config{Shards: 1}, func(i int, fn func(uint64, []byte) error) (Journal, error) {
 			l, _, err := wal.Open(ShardDir(dir, i), wal.Options{}, fn)
 			snap.Log = l
 			return snap, err
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Wait(context.Background()); err != nil {
-			t.Fatal(err)
-		}
 		stop := make(chan struct{})
 		wait := load(t, e, 8, stop)
 		<-snap.taken
