@@ -44,8 +44,8 @@ func PrepareDir(dir string, shards int) error {
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("read manifest: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := MakeDir(dir); err != nil {
+		return err
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -53,7 +53,11 @@ func PrepareDir(dir string, shards int) error {
 	}
 	// A crash while the manifest was first written leaves its temporary
 	// file: that directory is still new.
+	// The lock file is the running process's own.
 	ents = slices.DeleteFunc(ents, func(e os.DirEntry) bool {
+		if e.Name() == LockName {
+			return true
+		}
 		if strings.HasPrefix(e.Name(), ManifestName+".tmp") {
 			os.Remove(filepath.Join(dir, e.Name()))
 			return true
@@ -94,10 +98,5 @@ func writeFileSync(dir, name string, data []byte) error {
 	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return syncDir(dir)
 }

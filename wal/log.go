@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -176,8 +177,9 @@ type Log struct {
 	located tail // owned by the Locate goroutine
 	written tail // owned by the Write goroutine
 
-	failed error // first Write failure, wrapping ErrFailed
-	closed bool
+	failed  error  // first Write failure, wrapping ErrFailed
+	stalled *stall // a Write interrupted by a failed open, to resume
+	closed  bool
 
 	// Seams for fault tests; tw.WriteBatch and syncDir in production.
 	write   func(*tidwall.Batch) error
@@ -217,8 +219,10 @@ func (t *tail) place(n, segmentBytes int) (seq, first uint64, base int, created 
 //
 // An empty recs, an empty record or too few locs is refused without writing.
 // A block over BlockBytesMax returns ErrBlockTooLarge and the Log stays
-// usable. Any other failure fails the Log for good: this and every later
-// Commit return an error wrapping ErrFailed and the first cause.
+// usable. A *RetryError (a failed open, see Write) leaves the Log usable
+// too: call Commit again with the same recs and locs. Any other failure
+// fails the Log for good: this and every later Commit return an error
+// wrapping ErrFailed and the first cause.
 //
 // Commit is called only from the owning goroutine. It does not allocate in
 // steady state; tidwall grows its in-memory copy of the tail segment by
@@ -229,6 +233,11 @@ func (l *Log) Commit(recs [][]byte, locs []uint64) error {
 		return ErrClosed
 	case l.failed != nil:
 		return l.failed
+	}
+	if l.stalled != nil {
+		// The last Commit returned a *RetryError: these are its records,
+		// already located.
+		return l.Write(recs)
 	}
 	if err := l.Locate(recs, locs); err != nil {
 		return err
@@ -276,9 +285,18 @@ func (l *Log) Locate(recs [][]byte, locs []uint64) error {
 
 // Write writes the oldest located block, which must hold recs, with one
 // write and one fsync, plus an fsync of the directory when tidwall created a
-// segment file. On return without error the block is durable. Any failure
-// fails the Log for good (ErrFailed). Write is called from one goroutine at a
-// time, in Locate order.
+// segment file. On return without error the block is durable. Write is
+// called from one goroutine at a time, in Locate order.
+//
+// A failed open (of the segment file tidwall creates when the tail is full,
+// or of the directory to fsync it), typically EMFILE when the process is out
+// of file descriptors, wrote nothing that the log depends on: Write returns a
+// *RetryError and the log stays usable. The caller calls Write again with
+// the same recs, later; that call finishes the interrupted work (creating
+// the segment, fsyncing the directory, reopening tidwall) and writes the
+// block unless it was already durable. Any other failure (a write, an fsync,
+// a close) fails the Log for good (ErrFailed): after a failed write or fsync
+// neither the file nor tidwall's memory can be trusted.
 func (l *Log) Write(recs [][]byte) error {
 	switch {
 	case l.closed:
@@ -286,16 +304,44 @@ func (l *Log) Write(recs [][]byte) error {
 	case l.failed != nil:
 		return l.failed
 	}
-	seq, _, _, created := l.written.place(blockBytes(recs), l.opts.SegmentBytes)
+	var seq uint64
+	var created bool
+	if p := l.stalled; p != nil {
+		if err := l.resume(); err != nil {
+			return err
+		}
+		l.stalled = nil
+		if p.written {
+			l.lastSeq.Store(p.seq)
+			return nil
+		}
+		seq, created = p.seq, p.created
+	} else {
+		seq, _, _, created = l.written.place(blockBytes(recs), l.opts.SegmentBytes)
+	}
 	l.block = appendBlock(l.block[:0], seq, recs, nil)
 	l.batch.Clear()
 	l.batch.Write(seq, l.block)
 	if err := l.write(&l.batch); err != nil {
-		return l.fail(seq, err)
+		if !isOpenError(err) {
+			return l.fail(seq, err)
+		}
+		// tidwall cycles segments by fsyncing and closing the tail, then
+		// opening the next file. A failed open leaves it without a tail
+		// file: it must be reopened. The block is durable if tidwall had
+		// written it before cycling (a write that filled the tail), and
+		// unwritten if the cycle came first (a tail already over size).
+		last, _ := l.tw.LastIndex()
+		l.stalled = &stall{seq: seq, created: created, written: last == seq, reopen: true}
+		return &RetryError{Err: err}
 	}
 	if created {
 		if err := l.syncDir(l.dir); err != nil {
-			return l.fail(seq, err)
+			if !isOpenError(err) {
+				return l.fail(seq, err)
+			}
+			l.stalled = &stall{seq: seq, created: created, written: true}
+			return &RetryError{Err: err}
 		}
 		// Drop the segment tidwall just cached: we never read through
 		// tidwall, and it would double the memory a shard holds.
@@ -306,6 +352,89 @@ func (l *Log) Write(recs [][]byte) error {
 	l.lastSeq.Store(seq)
 	return nil
 }
+
+// stall is a Write interrupted by a failed open; the next Write resumes it.
+type stall struct {
+	seq     uint64 // the interrupted block
+	created bool   // the block's placement created a segment file
+	written bool   // the block is durable: only the segment work is left
+	reopen  bool   // tidwall lost its tail file: create it and reopen
+}
+
+// resume finishes what an interrupted Write left: the next segment file,
+// the directory fsync and a fresh tidwall handle. Every step can be
+// repeated, so a resume that fails with another open error simply stalls
+// again.
+func (l *Log) resume() error {
+	p := l.stalled
+	if p.reopen {
+		next := p.seq // the first index of the segment tidwall failed to create
+		if p.written {
+			next++
+		}
+		f, err := os.OpenFile(filepath.Join(l.dir, segmentName(next)), os.O_CREATE|os.O_RDWR, filePerms)
+		if err != nil {
+			return &RetryError{Err: err}
+		}
+		if err := f.Close(); err != nil {
+			return l.fail(p.seq, err)
+		}
+	}
+	if err := l.syncDir(l.dir); err != nil {
+		if isOpenError(err) {
+			return &RetryError{Err: err}
+		}
+		return l.fail(p.seq, err)
+	}
+	if !p.reopen {
+		if err := l.tw.ClearCache(); err != nil {
+			return l.fail(p.seq, err)
+		}
+		return nil
+	}
+	tw, err := openTidwall(l.dir, l.opts)
+	if err != nil {
+		if isOpenError(err) {
+			return &RetryError{Err: err}
+		}
+		return l.fail(p.seq, err)
+	}
+	want := p.seq - 1
+	if p.written {
+		want = p.seq
+	}
+	if last, err := tw.LastIndex(); err != nil || last != want {
+		tw.Close()
+		return l.fail(p.seq, fmt.Errorf("reopened at index %d (%v), want %d", last, err, want))
+	}
+	// The old handle's tail file is already closed; it holds no descriptor.
+	l.tw = tw
+	p.reopen = false
+	return nil
+}
+
+// isOpenError reports whether err is a failure to open a file or directory,
+// which creates nothing and writes nothing.
+func isOpenError(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) && pe.Op == "open"
+}
+
+// RetryError is a Write that stopped at a failed open and wrote nothing the
+// log depends on. The Log is not failed: call Write again with the same
+// records once the cause (most often: no free file descriptor) has passed.
+type RetryError struct {
+	Err error
+}
+
+func (e *RetryError) Error() string { return "wal: write interrupted, retry: " + e.Err.Error() }
+
+// Unwrap returns the failed open's error.
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// Retryable reports true: callers outside this package recognise the error
+// by this method.
+func (e *RetryError) Retryable() bool { return true }
 
 // fail records the first Commit failure and returns it.
 func (l *Log) fail(seq uint64, cause error) error {
@@ -417,6 +546,9 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
+	if l.stalled != nil && l.stalled.reopen {
+		return nil // tidwall's tail file is already closed
+	}
 	if err := l.tw.Close(); err != nil {
 		return fmt.Errorf("wal: close %s: %w", l.dir, err)
 	}

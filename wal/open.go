@@ -63,16 +63,7 @@ func Open(dir string, opts Options, fn func(loc uint64, rec []byte) error) (*Log
 		tailFirst, tailBytes = seg.first, size
 	}
 
-	tw, err := tidwall.Open(dir, &tidwall.Options{
-		NoSync:           false,
-		SegmentSize:      opts.SegmentBytes,
-		LogFormat:        tidwall.Binary,
-		SegmentCacheSize: 1,
-		NoCopy:           true,
-		AllowEmpty:       false,
-		DirPerms:         dirPerms,
-		FilePerms:        filePerms,
-	})
+	tw, err := openTidwall(dir, opts)
 	if err != nil {
 		return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
 	}
@@ -98,13 +89,28 @@ func Open(dir string, opts Options, fn func(loc uint64, rec []byte) error) (*Log
 		tw:      tw,
 		located: tail{seq: s.seq, first: tailFirst, bytes: tailBytes},
 		written: tail{seq: s.seq, first: tailFirst, bytes: tailBytes},
-		write:   tw.WriteBatch,
 		syncDir: syncDir,
 	}
+	l.write = func(b *tidwall.Batch) error { return l.tw.WriteBatch(b) }
 	l.lastSeq.Store(s.seq)
 	rep.Blocks = s.seq
 	rep.Duration = time.Since(start)
 	return l, rep, nil
+}
+
+// openTidwall opens tidwall's log in dir with the options this package
+// always uses.
+func openTidwall(dir string, opts Options) (*tidwall.Log, error) {
+	return tidwall.Open(dir, &tidwall.Options{
+		NoSync:           false,
+		SegmentSize:      opts.SegmentBytes,
+		LogFormat:        tidwall.Binary,
+		SegmentCacheSize: 1,
+		NoCopy:           true,
+		AllowEmpty:       false,
+		DirPerms:         dirPerms,
+		FilePerms:        filePerms,
+	})
 }
 
 // makeDir creates dir if missing and then fsyncs its parent, so that the new
