@@ -278,10 +278,12 @@ func (s *server) healthz(c echo.Context) error {
 	})
 }
 
-// readyz answers 200 once every shard has replayed, 503 unavailable before.
+// readyz answers 200 while every shard has replayed and can write, and 503
+// unavailable naming the shards that cannot (replaying, failed or stalled),
+// so that a load balancer sends traffic elsewhere.
 func (s *server) readyz(c echo.Context) error {
-	if !s.engine.Ready() {
-		return newError(shard.CodeUnavailable, "not ready: the ledger is still replaying, or its replay failed")
+	if err := s.engine.Readiness(); err != nil {
+		return err
 	}
 	return s.reply(c, http.StatusOK, func(w encoder) {
 		w.object(1)

@@ -82,6 +82,9 @@ func encodeProblem(w encoder, err *shard.Error) {
 	if err.OpIndex >= 0 {
 		n++
 	}
+	if len(err.Shards) > 0 {
+		n++
+	}
 	w.object(n)
 	w.key("type")
 	w.strParts(problemTypePrefix, string(err.Code))
@@ -110,6 +113,14 @@ func encodeProblem(w encoder, err *shard.Error) {
 	if err.OpIndex >= 0 {
 		w.key("op_index")
 		w.int(int64(err.OpIndex))
+	}
+	if len(err.Shards) > 0 {
+		w.key("shards")
+		w.array(len(err.Shards))
+		for _, i := range err.Shards {
+			w.int(int64(i))
+		}
+		w.end()
 	}
 	w.end()
 }

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -15,7 +16,11 @@ type Journal interface {
 	Locate(recs [][]byte, locs []uint64) error
 	// Write makes the oldest located block durable as one unit (one write,
 	// one fsync); it is called from the shard's writer goroutine, in Locate
-	// order. After an error the journal is failed for good: never retried.
+	// order. An error with a method Retryable() bool that reports true wrote
+	// nothing a retry would duplicate (a failed open of a new file, say for
+	// want of a descriptor): the journal is usable and Write is called
+	// again with the same recs. After any other error the journal is failed
+	// for good: never retried.
 	Write(recs [][]byte) error
 	// ReadMany returns the committed records at locs, in order. Safe for
 	// concurrent use with Write from any goroutine.
@@ -136,6 +141,9 @@ type actor struct {
 	written chan struct{} // closed when the writer stops
 	// writeFailed is set by the writer after a journal error.
 	writeFailed atomic.Bool
+	// stalled is set by the writer while it retries a retryable journal
+	// error; the shard then writes nothing and is not ready.
+	stalled atomic.Bool
 
 	failed  bool
 	batch   []*request
@@ -161,6 +169,37 @@ type flight struct {
 	recs   [][]byte // views of buf
 	locs   []uint64
 	answer []*request
+
+	// What the flight's metrics count once it is durable, and not before.
+	types   [typeEnd]int // new entries by type
+	expired int          // expiry RELEASEs
+	replays int          // idempotent replays answered
+	holds   int          // active holds right after the flight
+}
+
+// count adds f's counts to the shard's metrics; the writer calls it once f
+// is durable.
+func (f *flight) count(m *shardMetrics) {
+	for t, n := range f.types {
+		if n > 0 {
+			m.byType[t].Add(float64(n))
+		}
+	}
+	if f.expired > 0 {
+		m.expired.Add(float64(f.expired))
+	}
+	if f.replays > 0 {
+		m.replays.Add(float64(f.replays))
+	}
+	m.activeHolds.Store(int64(f.holds))
+}
+
+// reset empties f for reuse.
+func (f *flight) reset() {
+	clear(f.answer)
+	clear(f.recs)
+	f.answer, f.recs, f.buf, f.ends = f.answer[:0], f.recs[:0], f.buf[:0], f.ends[:0]
+	f.types, f.expired, f.replays = [typeEnd]int{}, 0, 0
 }
 
 func newActor(id int, cfg *Config, st *State, j Journal, m *shardMetrics) *actor {
@@ -332,7 +371,7 @@ func (a *actor) step() int64 {
 		}
 		a.applyNew(n)
 		a.ops++
-		a.m.expired.Inc()
+		a.cur.expired++
 	}
 	for _, r := range a.batch {
 		a.handle(r, now)
@@ -350,7 +389,7 @@ func (a *actor) send() {
 	for _, r := range f.answer {
 		a.finish(r)
 	}
-	a.m.activeHolds.Store(int64(a.state.ActiveHolds()))
+	f.holds = a.state.ActiveHolds()
 	a.toWrite <- f
 	a.cur = <-a.free
 	clear(a.entries) // drop references to request strings
@@ -380,27 +419,69 @@ func (a *actor) writer() {
 		}
 		if len(f.recs) > 0 && !a.writeFailed.Load() {
 			t := time.Now()
-			err := a.journal.Write(f.recs)
+			err := a.writeFlight(f.recs)
 			a.m.fsync.Observe(time.Since(t).Seconds())
 			a.m.batchEntries.Observe(float64(len(f.recs)))
 			if err != nil {
 				a.writeFailed.Store(true)
+				a.m.failed.Set(1) // the same moment readiness sees it
 				a.cfg.Logger.Error("shard failed: journal write or fsync error; restart to recover", "shard", a.id, "err", err)
 			}
 		}
 		failed := a.writeFailed.Load()
+		if !failed {
+			f.count(a.m)
+		}
 		for _, r := range f.answer {
 			if failed {
 				r.err = errUnavailable
 			}
 			r.done <- struct{}{}
 		}
-		clear(f.answer)
-		clear(f.recs)
-		f.answer, f.recs, f.buf, f.ends = f.answer[:0], f.recs[:0], f.buf[:0], f.ends[:0]
+		f.reset()
 		a.free <- f
 	}
 }
+
+// writeFlight writes one flight's records, retrying while the journal
+// reports a retryable error (a failed open, which wrote nothing). Meanwhile
+// the shard holds this flight and fills the next one until its budget is
+// spent, then its queue, which answers overloaded when full; it reports
+// itself stalled, so the service is not ready. Only a stop of the shard
+// ends the retries.
+func (a *actor) writeFlight(recs [][]byte) error {
+	backoff := writeRetryMin
+	for {
+		err := a.journal.Write(recs)
+		var r interface{ Retryable() bool }
+		if err == nil || !errors.As(err, &r) || !r.Retryable() {
+			if a.stalled.Swap(false) {
+				a.m.stalled.Set(0)
+				a.cfg.Logger.Info("shard writes again", "shard", a.id)
+			}
+			return err
+		}
+		if !a.stalled.Swap(true) {
+			a.m.stalled.Set(1)
+			a.cfg.Logger.Warn("shard stalled: its journal cannot open a file; retrying", "shard", a.id, "err", err)
+		}
+		a.m.writeRetries.Inc()
+		select {
+		case <-a.quit:
+			return fmt.Errorf("shard stopped while its journal write was stalled: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, writeRetryMax)
+	}
+}
+
+// A stalled journal write is retried after writeRetryMin, doubling up to
+// writeRetryMax: soon enough that a shard resumes within a tenth of a
+// second of descriptors coming back, rarely enough to cost nothing.
+const (
+	writeRetryMin = time.Millisecond
+	writeRetryMax = 100 * time.Millisecond
+)
 
 func (a *actor) reply(r *request, err *Error) {
 	r.err = err
@@ -464,7 +545,7 @@ func (a *actor) do(op *Op, res *opResult, now int64) {
 		a.m.rejected(err.Code)
 	case out.replayOf != 0:
 		res.replayOf = out.replayOf
-		a.m.replays.Inc()
+		a.cur.replays++
 	default:
 		a.applyNew(n)
 		res.entries = append([]Entry(nil), a.entries[n:]...)
@@ -560,7 +641,7 @@ func (a *actor) applyNew(n int) {
 		f := a.cur
 		f.buf = append(f.buf, a.enc.encode(e)...)
 		f.ends = append(f.ends, len(f.buf))
-		a.m.entry(e.Type)
+		f.types[e.Type]++
 	}
 }
 
@@ -591,7 +672,6 @@ func (a *actor) locate(f *flight) {
 // is a restart, which replays what is durable.
 func (a *actor) fail() {
 	a.failed = true
-	a.m.failed.Set(1)
 	for _, d := range a.deferred {
 		a.reply(d, errUnavailable)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ type Engine struct {
 	m        *metrics
 
 	ready    atomic.Bool
+	loaded   []atomic.Bool // shard i has replayed
 	replayed chan struct{}
 	replay   error // set before replayed is closed
 
@@ -70,6 +72,7 @@ func Open(cfg Config, open OpenJournal) (*Engine, error) {
 		cfg:      cfg,
 		actors:   make([]*actor, cfg.Shards),
 		journals: make([]Journal, cfg.Shards),
+		loaded:   make([]atomic.Bool, cfg.Shards),
 		replayed: make(chan struct{}),
 		txSlots:  make(chan struct{}, cfg.TxInflightMax),
 	}
@@ -105,6 +108,8 @@ func (e *Engine) start(open OpenJournal) {
 			counts[i] = st.Entries()
 			e.journals[i] = j
 			e.actors[i] = newActor(i, &e.cfg, st, j, e.m.shards[i])
+			e.m.shards[i].activeHolds.Store(int64(st.ActiveHolds()))
+			e.loaded[i].Store(true)
 		})
 	}
 	wg.Wait()
@@ -152,6 +157,55 @@ func replayShard(i int, st *State, open OpenJournal) (Journal, error) {
 
 // Ready reports whether every shard has replayed and takes requests.
 func (e *Engine) Ready() bool { return e.ready.Load() }
+
+// Readiness returns nil when every shard has replayed and can write, and
+// otherwise an unavailable error whose Shards and Detail name the shards
+// that cannot, and why: still replaying, failed (a journal error: restart to
+// recover) or stalled (a journal write waits for a file it could not open).
+func (e *Engine) Readiness() *Error {
+	if e.closing.Load() {
+		return errClosed
+	}
+	var shards []int
+	var why []string
+	if !e.ready.Load() {
+		select {
+		case <-e.replayed:
+			return errorf(CodeUnavailable, "the replay failed: %v", e.replay)
+		default:
+		}
+		for i := range e.loaded {
+			if !e.loaded[i].Load() {
+				shards = append(shards, i)
+			}
+		}
+		why = append(why, fmt.Sprintf("shards %v are replaying the ledger", shards))
+	} else {
+		var failed, stalled []int
+		for i, a := range e.actors {
+			switch {
+			case a.writeFailed.Load():
+				failed = append(failed, i)
+			case a.stalled.Load():
+				stalled = append(stalled, i)
+			}
+		}
+		if len(failed) > 0 {
+			why = append(why, fmt.Sprintf("shards %v failed on a journal error and take no writes until a restart", failed))
+		}
+		if len(stalled) > 0 {
+			why = append(why, fmt.Sprintf("shards %v are stalled: their journals cannot open a file (out of descriptors?) and retry", stalled))
+		}
+		shards = append(failed, stalled...)
+		slices.Sort(shards)
+	}
+	if len(shards) == 0 {
+		return nil
+	}
+	err := errorf(CodeUnavailable, "not ready: %s", strings.Join(why, "; "))
+	err.Shards = shards
+	return err
+}
 
 // Wait blocks until the replay ends and returns its error.
 func (e *Engine) Wait(ctx context.Context) error {

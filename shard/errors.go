@@ -44,6 +44,9 @@ type Error struct {
 	CurrentVersion int64
 	// OpIndex is the index of the failing op of a batch, or -1.
 	OpIndex int
+	// Shards names the shards that are not ready, for unavailable answers
+	// of the readiness check.
+	Shards []int
 }
 
 func (e *Error) Error() string {

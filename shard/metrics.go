@@ -17,6 +17,8 @@ type metrics struct {
 	fsync        *prometheus.HistogramVec
 	batchEntries prometheus.Histogram
 	failed       *prometheus.GaugeVec
+	writeRetries *prometheus.CounterVec
+	stalled      *prometheus.GaugeVec
 	replay       prometheus.Gauge
 	replayed     prometheus.Counter
 	shards       []*shardMetrics
@@ -31,10 +33,11 @@ type shardMetrics struct {
 	fsync        prometheus.Observer
 	batchEntries prometheus.Observer
 	failed       prometheus.Gauge
+	writeRetries prometheus.Counter
+	stalled      prometheus.Gauge
 	activeHolds  atomic.Int64
 }
 
-func (m *shardMetrics) entry(t Type)       { m.byType[t].Inc() }
 func (m *shardMetrics) rejected(code Code) { m.byCode[code].Inc() }
 
 func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *metrics {
@@ -69,6 +72,14 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 			Name: "inventory_shard_failed",
 			Help: "1 if the shard stopped after a journal error.",
 		}, []string{"shard"}),
+		writeRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "inventory_wal_write_retries_total",
+			Help: "Journal writes retried after a failed open (no free file descriptor, most often); the shard is stalled meanwhile.",
+		}, []string{"shard"}),
+		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "inventory_shard_stalled",
+			Help: "1 while the shard retries a journal write that could not open a file; it writes nothing meanwhile.",
+		}, []string{"shard"}),
 		replay: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "inventory_replay_duration_seconds",
 			Help: "Time the start-up replay of all shards took.",
@@ -87,6 +98,8 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 			fsync:        m.fsync.WithLabelValues(label),
 			batchEntries: m.batchEntries,
 			failed:       m.failed.WithLabelValues(label),
+			writeRetries: m.writeRetries.WithLabelValues(label),
+			stalled:      m.stalled.WithLabelValues(label),
 		}
 		for _, t := range Types {
 			sm.byType[t] = m.transactions.WithLabelValues(t.String())
@@ -101,7 +114,7 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 	}
 	depthVec := prometheus.NewDesc("inventory_shard_queue_depth", "Requests waiting in the shard's queue, those waiting for a product parked by an atomic batch included.", []string{"shard"}, nil)
 	reg.MustRegister(m.transactions, m.rejections, m.replays, m.expired, m.fsync,
-		m.batchEntries, m.failed, m.replay, m.replayed,
+		m.batchEntries, m.failed, m.writeRetries, m.stalled, m.replay, m.replayed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "inventory_reservations_active",
 			Help: "Holds currently active.",

@@ -19,6 +19,7 @@ type call struct {
 	path, key, body string
 	status          int      // 0: no answer (the server died): outcome unknown
 	ids             []string // entry ids of a 2xx answer
+	problem         string   // the body of a 4xx or 5xx answer
 }
 
 // send posts c and records the answer; a transport error leaves status 0.
@@ -39,6 +40,9 @@ func (c *call) send(client *http.Client, url string) {
 	}
 	c.status = resp.StatusCode
 	c.ids = entryIDs(raw)
+	if c.status >= 400 {
+		c.problem = string(raw)
+	}
 }
 
 // entryIDs returns the ids of the entries a write or batch answer carries.
@@ -150,7 +154,7 @@ func TestCrashLoop(t *testing.T) {
 				again := &call{path: c.path, key: c.key, body: c.body}
 				again.send(client, s.url)
 				if again.status != 200 || strings.Join(again.ids, ",") != strings.Join(c.ids, ",") {
-					t.Fatalf("kill %d: acknowledged %s %s: retry got %d %v, want 200 %v", k, c.key, c.body, again.status, again.ids, c.ids)
+					t.Fatalf("kill %d: acknowledged %s %s: retry got %d %v %s, want 200 %v", k, c.key, c.body, again.status, again.ids, again.problem, c.ids)
 				}
 				acked = append(acked, c)
 			case c.status == 0:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -72,6 +73,11 @@ func TestDiskFull(t *testing.T) {
 	}
 	if r := s.write(onOther, "other", map[string]any{"type": "ADD", "quantity": 1}); r.status != 201 {
 		t.Errorf("another shard: %d %s", r.status, r.raw)
+	}
+	// Readiness tells the load balancer, naming the failed shard.
+	if r := s.do("GET", "/readyz", nil); r.status != 503 || r.body["code"] != "unavailable" ||
+		fmt.Sprint(r.body["shards"]) != "[0]" || !strings.Contains(fmt.Sprint(r.body["detail"]), "failed") {
+		t.Errorf("/readyz with shard 0 failed: %d %s", r.status, r.raw)
 	}
 	s.kill()
 

@@ -17,12 +17,14 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 
 	"github.com/inventory-ledger/inventory/httpapi"
 	"github.com/inventory-ledger/inventory/shard"
@@ -56,6 +58,31 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	// MaxHeaderBytes bounds the request line and headers.
 	MaxHeaderBytes int
+	// MaxConns bounds the API's open connections; unset, it is derived
+	// from the descriptor limit (see descriptorBudget).
+	MaxConns autoInt
+}
+
+// autoInt is an int flag whose default is computed at start ("auto").
+type autoInt struct {
+	v   int
+	set bool
+}
+
+func (a *autoInt) String() string {
+	if a == nil || !a.set {
+		return "auto"
+	}
+	return strconv.Itoa(a.v)
+}
+
+func (a *autoInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	a.v, a.set = n, true
+	return nil
 }
 
 // parse reads flags, then INVENTORY_* variables for the flags not given.
@@ -79,6 +106,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 2*time.Minute, "time an idle keep-alive connection stays open")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 8*time.Second, "time to finish requests in flight on SIGTERM")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers")
+	fs.Var(&c.MaxConns, "max-conns", fmt.Sprintf("open API connections at most; further clients wait in the listen backlog (auto: what RLIMIT_NOFILE leaves after the shards, at most %d)", maxConnsAuto))
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: inventoryd [flags]\n\nServes the inventory ledger HTTP API. Every flag can also be set by an\nenvironment variable: --data-dir is INVENTORY_DATA_DIR, and so on.\n\n")
 		fs.PrintDefaults()
@@ -103,8 +131,74 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	return c, errors.Join(errs...)
 }
 
+// Ranges of the numeric flags. A value outside is refused at start with the
+// flag's name and range, never replaced by a default.
+const (
+	// queueDepthMax bounds a shard's queue: 8 B of channel a slot.
+	queueDepthMax = 1 << 20
+	// batchOpsMaxMax is far above the point where a larger batch stops
+	// amortising the fsync; the journal's block limit binds before it.
+	batchOpsMaxMax = 1 << 16
+	// segmentBytesMin keeps segment files from multiplying (one file and one
+	// directory fsync per segment); segmentBytesMax leaves room in a
+	// locator's 24 offset bits for one 4 MiB block past the segment's end.
+	segmentBytesMin = 64 << 10
+	segmentBytesMax = 12 << 20
+	// retentionMax: keys take memory for as long as they are remembered.
+	retentionMax = 365 * 24 * time.Hour
+	// headerBytesMax bounds what one slow client can make the server hold.
+	headerBytesMax = 1 << 20
+	// maxConnsAuto caps the derived connection limit: each connection costs
+	// a goroutine and buffers (about 10 KiB).
+	maxConnsAuto = 16384
+)
+
+// checkFlags refuses out-of-range flag values, naming the flag.
+func (c *Config) checkFlags() []error {
+	var errs []error
+	ints := []struct {
+		name     string
+		v        int
+		min, max int
+	}{
+		{"shards", c.Engine.Shards, 1, shard.ShardsMax},
+		{"queue-depth", c.Engine.InboxDepth, 1, queueDepthMax},
+		{"batch-ops-max", c.Engine.BatchOpsMax, shard.BatchRequestOpsMax, batchOpsMaxMax},
+		{"segment-bytes", c.WAL.SegmentBytes, segmentBytesMin, segmentBytesMax},
+		{"max-header-bytes", c.MaxHeaderBytes, 4 << 10, headerBytesMax},
+	}
+	for _, f := range ints {
+		if f.v < f.min || f.v > f.max {
+			errs = append(errs, fmt.Errorf("--%s must be %d to %d, got %d", f.name, f.min, f.max, f.v))
+		}
+	}
+	if c.MaxConns.set && c.MaxConns.v < 1 {
+		errs = append(errs, fmt.Errorf("--max-conns must be at least 1, got %d", c.MaxConns.v))
+	}
+	if r := c.Engine.Retention; r < time.Second || r > retentionMax {
+		errs = append(errs, fmt.Errorf("--retention must be 1s to %s, got %s", retentionMax, r))
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"read-header-timeout", c.ReadHeaderTimeout}, {"read-timeout", c.ReadTimeout},
+		{"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout}, {"shutdown-timeout", c.ShutdownTimeout}} {
+		if f.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", f.name, f.v))
+		}
+	}
+	if c.ShutdownTimeout > 9*time.Second {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout must leave time to close the logs within 10s (at most 9s), got %s", c.ShutdownTimeout))
+	}
+	return errs
+}
+
 // Validate checks the settings and the relations between them.
 func (c *Config) Validate() error {
+	if errs := c.checkFlags(); len(errs) > 0 {
+		// The engine's own checks would repeat these without flag names.
+		return errors.Join(errs...)
+	}
 	var errs []error
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format must be text or json, got %q", c.LogFormat))
@@ -115,18 +209,6 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir must not be empty"))
-	}
-	for name, d := range map[string]time.Duration{"read header": c.ReadHeaderTimeout, "read": c.ReadTimeout,
-		"write": c.WriteTimeout, "idle": c.IdleTimeout, "shutdown": c.ShutdownTimeout} {
-		if d <= 0 {
-			errs = append(errs, fmt.Errorf("%s timeout must be positive", name))
-		}
-	}
-	if c.ShutdownTimeout > 9*time.Second {
-		errs = append(errs, errors.New("shutdown timeout must leave time to close the logs within 10s (at most 9s)"))
-	}
-	if c.MaxHeaderBytes < 4<<10 {
-		errs = append(errs, errors.New("max header bytes must be at least 4096"))
 	}
 	c.Engine.BlockBytesMax = 4 << 20
 	c.WAL.BlockBytesMax = c.Engine.BlockBytesMax
@@ -163,6 +245,15 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Engine.Registerer = reg
 
+	conns, nofile, err := connLimit(&cfg)
+	if err != nil {
+		return err
+	}
+	lock, err := shard.LockDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	if err := shard.PrepareDir(cfg.DataDir, cfg.Engine.Shards); err != nil {
 		return err
 	}
@@ -195,6 +286,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ln = netutil.LimitListener(ln, conns)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -205,7 +297,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("starting", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "shards", cfg.Engine.Shards,
-		"retention", cfg.Engine.Retention.String())
+		"retention", cfg.Engine.Retention.String(), "max_conns", conns, "rlimit_nofile", nofile)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if cfg.AdminAddr != "" {
@@ -241,6 +333,56 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 			return nil
 		}
 	}
+}
+
+// The descriptor budget. Every connection holds a socket and, while it reads
+// history, one segment file; every shard holds its tail segment and, at a
+// rollover, up to three more for a moment (the new segment, the directory to
+// fsync, and tidwall's reopen after a failed open). The rest of the process
+// (standard streams, the poller, listeners, the lock file, /proc reads of
+// the process collector) gets a fixed reserve. A connection limit inside
+// this budget means a flood of connections can never take the descriptor a
+// WAL rollover needs; if something else does, the write stalls and retries
+// (see wal.RetryError) instead of failing the shard.
+const (
+	fdsPerConn   = 2
+	fdsPerShard  = 4
+	fdsReserved  = 64
+	connsMinimum = 16 // below this the service is not worth starting
+)
+
+// connLimit raises the soft RLIMIT_NOFILE to the hard limit and returns the
+// connection limit: --max-conns if given and inside the budget, else the
+// budget capped at maxConnsAuto.
+func connLimit(c *Config) (conns int, nofile uint64, err error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, 0, fmt.Errorf("read RLIMIT_NOFILE: %w", err)
+	}
+	if lim.Cur < lim.Max {
+		raised := lim
+		raised.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
+			lim = raised
+		}
+	}
+	need := uint64(fdsReserved + c.Engine.Shards*fdsPerShard)
+	budget := 0
+	if lim.Cur > need {
+		budget = int(min((lim.Cur-need)/fdsPerConn, 1<<30))
+	}
+	if budget < connsMinimum {
+		return 0, lim.Cur, fmt.Errorf("RLIMIT_NOFILE is %d: %d shards and the process need %d descriptors, which leaves room for %d connections (at least %d are needed); raise it (ulimit -n)",
+			lim.Cur, c.Engine.Shards, need, budget, connsMinimum)
+	}
+	if !c.MaxConns.set {
+		return min(budget, maxConnsAuto), lim.Cur, nil
+	}
+	if c.MaxConns.v > budget {
+		return 0, lim.Cur, fmt.Errorf("--max-conns must be 1 to %d with RLIMIT_NOFILE %d (%d descriptors a connection, %d for %d shards and the process), got %d; lower it or raise the limit (ulimit -n)",
+			budget, lim.Cur, fdsPerConn, need, c.Engine.Shards, c.MaxConns.v)
+	}
+	return c.MaxConns.v, lim.Cur, nil
 }
 
 // serveAdmin serves pprof on its own address, off by default: profiles
