@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 )
 
 // The service's answers are decoded by a small hand-written scanner that
@@ -13,9 +14,23 @@ import (
 // batch answers (about 1 MB each for 1000 ops), and the harness shares
 // the machine with the service. Any answer the scanner cannot read is
 // decoded again by encoding/json, so it can only be faster, never
-// different; decode_test.go checks both agree.
+// different; decode_test.go checks both agree, and that the scanner, not
+// the fallback, read the answers it compares.
 
 var errSyntax = errors.New("json syntax")
+
+// slowDecodes counts the answers the scanner could not read, which
+// encoding/json decoded instead. decode_test.go checks that it stays put
+// for the answers the service gives: the fallback would otherwise hide a
+// scanner that reads nothing.
+var slowDecodes atomic.Int64
+
+// decodeSlow decodes b with encoding/json, for an answer the scanner could
+// not read.
+func decodeSlow(b []byte, v any) error {
+	slowDecodes.Add(1)
+	return json.Unmarshal(b, v)
+}
 
 type scanner struct {
 	b   []byte
@@ -346,7 +361,7 @@ func decodeWrite(b []byte, w *writeResponse) error {
 	})
 	if s.end() != nil {
 		*w = writeResponse{}
-		return json.Unmarshal(b, w)
+		return decodeSlow(b, w)
 	}
 	return nil
 }
@@ -380,7 +395,7 @@ func decodeBatch(b []byte, br *batchResponse) error {
 	})
 	if s.end() != nil {
 		*br = batchResponse{}
-		return json.Unmarshal(b, br)
+		return decodeSlow(b, br)
 	}
 	return nil
 }
@@ -405,7 +420,7 @@ func decodeLedgerPage(b []byte, p *ledgerPage) error {
 	})
 	if s.end() != nil {
 		*p = ledgerPage{}
-		return json.Unmarshal(b, p)
+		return decodeSlow(b, p)
 	}
 	return nil
 }
@@ -416,7 +431,7 @@ func decodeProblem(b []byte) (*Problem, error) {
 	p := s.problem()
 	if s.end() != nil {
 		p = &Problem{}
-		if err := json.Unmarshal(b, p); err != nil {
+		if err := decodeSlow(b, p); err != nil {
 			return nil, err
 		}
 	}

@@ -11,7 +11,7 @@ import (
 // a real engine: no input may cause a 5xx or a panic, and every refusal is
 // a problem document with a known code and the status that code maps to.
 func FuzzHandlers(f *testing.F) {
-	ts := newTestServer(f, serverOptions{mem: true})
+	ts := newTestServer(f, serverOptions{})
 	seeds := []struct {
 		method, path, ct, hdr, body string
 	}{

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,26 +18,23 @@ import (
 
 	"github.com/inventory-ledger/inventory/shard"
 	"github.com/inventory-ledger/inventory/shard/shardtest"
-	"github.com/inventory-ledger/inventory/wal"
 )
 
-// testServer is the API on a real engine whose journals live in a temp dir.
+// testServer is the API on a real engine whose journals live in memory.
 type testServer struct {
 	t   testing.TB
 	e   *echo.Echo
 	eng *shard.Engine
 	reg *prometheus.Registry
+	// journals are the engine's, one per shard: a test can make one fail
+	// or hold its writes.
+	journals []*shardtest.Journal
 }
 
 // serverOptions adjust the engine of a test server.
 type serverOptions struct {
 	shards int
 	cfg    shard.Config
-	// wrap, if set, wraps each shard's journal.
-	wrap func(i int, j shard.Journal) shard.Journal
-	// mem uses in-memory journals instead of the WAL (benchmarks of the
-	// HTTP layer alone).
-	mem bool
 	// noWait returns before the replay ends.
 	noWait bool
 	// openGate, if set, delays opening the journals until it is closed.
@@ -52,28 +48,13 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 	if o.shards == 0 {
 		o.shards = 2
 	}
-	dir := t.TempDir()
-	if err := shard.PrepareDir(dir, o.shards); err != nil {
-		t.Fatal(err)
-	}
+	js := shardtest.Journals(o.shards)
+	opener := shardtest.Opener[shard.Journal](js)
 	open := func(i int, fn func(uint64, []byte) error) (shard.Journal, error) {
 		if o.openGate != nil {
 			<-o.openGate
 		}
-		var j shard.Journal
-		if o.mem {
-			j = &shardtest.Journal{}
-		} else {
-			l, _, err := wal.Open(shard.ShardDir(dir, i), wal.Options{}, fn)
-			if err != nil {
-				return nil, err
-			}
-			j = l
-		}
-		if o.wrap != nil {
-			j = o.wrap(i, j)
-		}
-		return j, nil
+		return opener(i, fn)
 	}
 	cfg := o.cfg
 	cfg.Shards = o.shards
@@ -105,7 +86,7 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testServer{t: t, e: e, eng: eng, reg: reg}
+	return &testServer{t: t, e: e, eng: eng, reg: reg, journals: js}
 }
 
 // req describes one request; hdr holds header name/value pairs.
@@ -220,29 +201,6 @@ func problem(t testing.TB, w *httptest.ResponseRecorder, status int, code string
 		t.Errorf("problem %v has no detail", p)
 	}
 	return p
-}
-
-// gatedJournal blocks Write while gate is open (not closed), and fails it
-// once fail is set.
-type gatedJournal struct {
-	shard.Journal
-	gate    chan struct{}
-	entered chan struct{}
-	fail    atomic.Bool
-}
-
-func (j *gatedJournal) Write(recs [][]byte) error {
-	if j.fail.Load() {
-		return errors.New("injected journal failure")
-	}
-	if j.gate != nil {
-		select {
-		case j.entered <- struct{}{}:
-		default:
-		}
-		<-j.gate
-	}
-	return j.Journal.Write(recs)
 }
 
 type httptestRecorder = httptest.ResponseRecorder

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/inventory-ledger/inventory/shard"
+	"github.com/inventory-ledger/inventory/shard/shardtest"
 )
 
 func TestNotReady(t *testing.T) {
@@ -48,14 +49,9 @@ func TestNotReady(t *testing.T) {
 }
 
 func TestJournalFailure(t *testing.T) {
-	var js []*gatedJournal
-	ts := newTestServer(t, serverOptions{shards: 1, wrap: func(_ int, j shard.Journal) shard.Journal {
-		g := &gatedJournal{Journal: j}
-		js = append(js, g)
-		return g
-	}})
+	ts := newTestServer(t, serverOptions{shards: 1})
 	ts.mustWrite("p", `{"type":"ADD","quantity":1}`)
-	js[0].fail.Store(true)
+	ts.journals[0].Fail(shardtest.Fault{Err: errors.New("injected journal failure")})
 	w := ts.write("p", `{"type":"ADD","quantity":1}`)
 	problem(t, w, 503, "unavailable")
 	if w.Header().Get("Retry-After") != "1" {
@@ -67,17 +63,9 @@ func TestJournalFailure(t *testing.T) {
 // TestOverloaded stalls the only shard's journal so that its queue fills:
 // the next request must be refused at once with 503 and Retry-After.
 func TestOverloaded(t *testing.T) {
-	gate := make(chan struct{})
-	g := &gatedJournal{gate: gate, entered: make(chan struct{}, 1)}
-	ts := newTestServer(t, serverOptions{shards: 1, cfg: shard.Config{InboxDepth: 1, BatchOpsMax: 1000},
-		wrap: func(_ int, j shard.Journal) shard.Journal { g.Journal = j; return g }})
-	defer func() {
-		select {
-		case <-gate:
-		default:
-			close(gate)
-		}
-	}()
+	ts := newTestServer(t, serverOptions{shards: 1, cfg: shard.Config{InboxDepth: 1, BatchOpsMax: 1000}})
+	started, release := ts.journals[0].Hold()
+	defer release()
 
 	type answer struct {
 		code  int
@@ -92,7 +80,7 @@ func TestOverloaded(t *testing.T) {
 		}()
 	}
 	send(req{method: "POST", path: "/v1/products/p/transactions", body: `{"type":"ADD","quantity":1}`, hdr: []string{"Idempotency-Key", "first"}})
-	<-g.entered // the writer is stuck in its first write
+	<-started // the writer is stuck in its first write
 	// 1,000 ops fill the actor's next flight; after that its inbox (depth
 	// 1) fills, and then requests bounce.
 	send(req{method: "POST", path: "/v1/batch", body: batchOfAdds(1000)})
@@ -114,7 +102,7 @@ func TestOverloaded(t *testing.T) {
 	if err := json.Unmarshal([]byte(got.body), &p); err != nil || got.code != 503 || p["code"] != "overloaded" || got.retry != "1" {
 		t.Errorf("with the queue full: %d Retry-After %q %s, want 503 overloaded with Retry-After 1", got.code, got.retry, got.body)
 	}
-	close(gate)
+	release()
 	for range sent - 1 {
 		if a := <-answers; a.code != 201 && a.code != 200 && a.code != 503 {
 			t.Errorf("queued request: %d %s", a.code, a.body)

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/inventory-ledger/inventory/wal"
+	"github.com/inventory-ledger/inventory/shard/shardtest"
 )
 
 // acked is an acknowledged write: what must survive any crash.
@@ -20,19 +19,16 @@ type acked struct {
 }
 
 // load drives writes of every kind from several goroutines until stop is
-// closed, and returns what was acknowledged, in acknowledgement order with
-// the time of each acknowledgement.
-func load(t *testing.T, e *Engine, workers int, stop <-chan struct{}) func() ([]acked, []time.Time) {
+// closed, and returns what was acknowledged, in acknowledgement order.
+func load(t *testing.T, e *Engine, workers int, stop <-chan struct{}) func() []acked {
 	var mu sync.Mutex
 	var got []acked
-	var at []time.Time
 	record := func(r Result) {
 		if r.Err != nil || r.Replayed || len(r.Entries) == 0 { // refused, or failed as a whole
 			return
 		}
 		mu.Lock()
 		got = append(got, acked{r.Entries[0].ProductID, r.Entries})
-		at = append(at, time.Now())
 		mu.Unlock()
 	}
 	var wg sync.WaitGroup
@@ -74,18 +70,10 @@ func load(t *testing.T, e *Engine, workers int, stop <-chan struct{}) func() ([]
 			}
 		})
 	}
-	return func() ([]acked, []time.Time) {
+	return func() []acked {
 		wg.Wait()
-		return got, at
+		return got
 	}
-}
-
-func openWALEngine(t *testing.T, dir string, shards int) *Engine {
-	t.Helper()
-	if err := PrepareDir(dir, shards); err != nil {
-		t.Fatal(err)
-	}
-	return mustOpen(t, Config{Shards: shards}, openWAL(dir))
 }
 
 // checkSurvived checks that every acknowledged entry is in e's ledger with
@@ -135,52 +123,19 @@ func checkSurvived(t *testing.T, e *Engine, want []acked) {
 	}
 }
 
-// faultyJournal fails one Write, after the write (fsync failed) or instead
-// of it (write failed), and every Write after it.
-type faultyJournal struct {
-	*wal.Log
-	failAt    int64 // the Write number that fails
-	afterData bool  // the failing Write still writes its data
-	n         atomic.Int64
-	failed    atomic.Bool
-}
-
 var errDisk = errors.New("injected disk fault")
 
-func (j *faultyJournal) Write(recs [][]byte) error {
-	if j.failed.Load() {
-		return errDisk
-	}
-	if j.n.Add(1) == j.failAt {
-		j.failed.Store(true)
-		if j.afterData {
-			if err := j.Log.Write(recs); err != nil {
-				return err
-			}
-		}
-		return errDisk
-	}
-	return j.Log.Write(recs)
-}
-
 // TestDiskFaultLosesNothingAcknowledged fails a shard's journal during
-// load, for a failed write and for a failed fsync: the shard answers
-// unavailable from then on, other shards keep working, and a restart
-// recovers every acknowledged write.
+// load, for a failed write and for a failed fsync (the block is written,
+// the Write fails): the shard answers unavailable from then on, other
+// shards keep working, and a restart recovers every acknowledged write.
 func TestDiskFaultLosesNothingAcknowledged(t *testing.T) {
 	for _, afterData := range []bool{false, true} {
 		t.Run(fmt.Sprintf("data_written=%v", afterData), func(t *testing.T) {
-			dir := t.TempDir()
-			if err := PrepareDir(dir, 2); err != nil {
-				t.Fatal(err)
-			}
-			e := mustOpen(t, Config{Shards: 2}, func(i int, fn func(uint64, []byte) error) (Journal, error) {
-				l, _, err := wal.Open(ShardDir(dir, i), wal.Options{}, fn)
-				if err != nil || i != 0 {
-					return l, err
-				}
-				return &faultyJournal{Log: l, failAt: 40, afterData: afterData}, nil
-			})
+			js := shardtest.Journals(2)
+			// The 40th Write fails, and every one after it.
+			js[0].Fail(shardtest.Fault{After: 39, Err: errDisk, Written: afterData})
+			e := mustOpen(t, Config{Shards: 2}, shardtest.Opener[Journal](js))
 			stop := make(chan struct{})
 			wait := load(t, e, 8, stop)
 			ctx := context.Background()
@@ -197,7 +152,7 @@ func TestDiskFaultLosesNothingAcknowledged(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 			close(stop)
-			all, _ := wait()
+			all := wait()
 			if _, err := e.Write(ctx, add(onFailed, 1)); err == nil || err.Code != CodeUnavailable {
 				t.Errorf("write to the failed shard: %v", err)
 			}
@@ -205,7 +160,7 @@ func TestDiskFaultLosesNothingAcknowledged(t *testing.T) {
 				t.Errorf("write to the healthy shard: %v", err)
 			}
 			e.Close(ctx)
-			r := openWALEngine(t, dir, 2)
+			r := mustOpen(t, Config{Shards: 2}, shardtest.Opener[Journal](js))
 			checkSurvived(t, r, all)
 			r.Close(ctx)
 		})

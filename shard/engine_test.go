@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inventory-ledger/inventory/shard/shardtest"
 )
 
 // fakeClock is a settable clock for engines under test.
@@ -23,17 +25,35 @@ func newFakeClock() *fakeClock {
 func (c *fakeClock) now() int64              { return c.ns.Load() }
 func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
+// mustOpen opens an engine, waits for its replay and closes it after the test.
+func mustOpen(t *testing.T, cfg Config, open OpenJournal) *Engine {
+	t.Helper()
+	e, err := Open(cfg, open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	if err := e.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// errInjected is the journal fault the tests inject.
+var errInjected = errors.New("injected journal fault")
+
+// testEngine is an engine on in-memory journals, kept across restarts.
 type testEngine struct {
 	*Engine
 	t     *testing.T
-	js    memJournals
+	js    []*shardtest.Journal
 	clock *fakeClock
 	cfg   Config
 }
 
 func startEngine(t *testing.T, shards int) *testEngine {
 	t.Helper()
-	te := &testEngine{t: t, js: newMemJournals(shards), clock: newFakeClock()}
+	te := &testEngine{t: t, js: shardtest.Journals(shards), clock: newFakeClock()}
 	te.cfg = Config{Shards: shards, Clock: te.clock.now}
 	te.open()
 	return te
@@ -41,15 +61,7 @@ func startEngine(t *testing.T, shards int) *testEngine {
 
 func (te *testEngine) open() {
 	te.t.Helper()
-	e, err := Open(te.cfg, te.js.open)
-	if err != nil {
-		te.t.Fatal(err)
-	}
-	if err := e.Wait(context.Background()); err != nil {
-		te.t.Fatal(err)
-	}
-	te.Engine = e
-	te.t.Cleanup(func() { e.Close(context.Background()) })
+	te.Engine = mustOpen(te.t, te.cfg, shardtest.Opener[Journal](te.js))
 }
 
 // restart closes the engine and opens a new one on the same journals.
@@ -408,7 +420,7 @@ func TestJournalFailure(t *testing.T) {
 	ctx := context.Background()
 	onBad, onGood := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
 	acked := te.write(add(onBad, 5))
-	te.js[0].fail()
+	te.js[0].Fail(shardtest.Fault{Err: errInjected})
 	if _, err := te.Write(ctx, add(onBad, 1)); err == nil || err.Code != CodeUnavailable {
 		t.Fatalf("write on a failed journal: %v", err)
 	}
@@ -419,18 +431,17 @@ func TestJournalFailure(t *testing.T) {
 	// Other shards keep working.
 	te.write(add(onGood, 1))
 
-	te.js[0].heal()
-	te.restart()
+	te.restart() // a restart forgets the failure and replays what was written
 	if st := te.stock(onBad); st.OnHand != acked.Stock.OnHand || st.Version != 1 {
 		t.Errorf("after restart: %+v, want only the acknowledged entry", st)
 	}
 }
 
 func TestOverloaded(t *testing.T) {
-	gate := make(chan struct{})
-	js := newMemJournals(1)
-	blocked := &blockingJournal{memJournal: js[0], gate: gate, entered: make(chan struct{}, 1)}
-	e := mustOpen(t, Config{Shards: 1, InboxDepth: 2}, func(int, func(uint64, []byte) error) (Journal, error) { return blocked, nil })
+	js := shardtest.Journals(1)
+	e := mustOpen(t, Config{Shards: 1, InboxDepth: 2}, shardtest.Opener[Journal](js))
+	started, release := js[0].Hold()
+	defer release()
 	ctx := context.Background()
 	// The writer blocks in its first Write; the actor keeps deciding into
 	// the next flight until it is full, then the inbox fills and the next
@@ -438,7 +449,7 @@ func TestOverloaded(t *testing.T) {
 	const n = 5000
 	results := make(chan *Error, n)
 	go func() { _, err := e.Write(ctx, add("p", 1)); results <- err }()
-	<-blocked.entered
+	<-started
 	var got []*Error
 	sent := 1
 	for ; sent < n; sent++ {
@@ -458,7 +469,7 @@ func TestOverloaded(t *testing.T) {
 	if len(got) == 0 || got[0] == nil || got[0].Code != CodeOverloaded {
 		t.Fatalf("with the writer stuck: got %v, want overloaded", got)
 	}
-	close(gate)
+	release()
 	for len(got) < sent+1 {
 		got = append(got, <-results)
 	}
@@ -477,26 +488,11 @@ func TestOverloaded(t *testing.T) {
 	e.Close(ctx)
 }
 
-type blockingJournal struct {
-	*memJournal
-	gate    chan struct{}
-	entered chan struct{}
-}
-
-func (j *blockingJournal) Write(recs [][]byte) error {
-	select {
-	case j.entered <- struct{}{}:
-	default:
-	}
-	<-j.gate
-	return j.memJournal.Write(recs)
-}
-
 func TestNotReadyWhileReplaying(t *testing.T) {
 	release := make(chan struct{})
 	e, err := Open(Config{Shards: 1}, func(int, func(uint64, []byte) error) (Journal, error) {
 		<-release
-		return &memJournal{}, nil
+		return &shardtest.Journal{}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -518,7 +514,7 @@ func TestNotReadyWhileReplaying(t *testing.T) {
 		if i == 1 {
 			return nil, broken
 		}
-		return &memJournal{}, nil
+		return &shardtest.Journal{}, nil
 	})
 	if err := e.Wait(context.Background()); !errors.Is(err, broken) || e.Ready() {
 		t.Errorf("failed replay: ready %v err %v", e.Ready(), err)
@@ -593,7 +589,7 @@ func TestInFlightDuplicates(t *testing.T) {
 
 func TestMetricsRegistered(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	te := &testEngine{t: t, js: newMemJournals(2), clock: newFakeClock()}
+	te := &testEngine{t: t, js: shardtest.Journals(2), clock: newFakeClock()}
 	te.cfg = Config{Shards: 2, Clock: te.clock.now, Registerer: reg}
 	te.open()
 	te.write(add("p", 5))

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/inventory-ledger/inventory/shard/shardtest"
 )
 
 // Regression tests for faults found in review.
@@ -22,42 +24,13 @@ func productsOn(shards, want int, n int) []string {
 	return out
 }
 
-// gatedJournal holds every Write while its gate is set.
-type gatedJournal struct {
-	*memJournal
-	mu   sync.Mutex
-	gate chan struct{}
-	in   chan struct{}
-}
-
-func (j *gatedJournal) Write(recs [][]byte) error {
-	j.mu.Lock()
-	g := j.gate
-	j.mu.Unlock()
-	if g != nil {
-		select {
-		case j.in <- struct{}{}:
-		default:
-		}
-		<-g
-	}
-	return j.memJournal.Write(recs)
-}
-
-func (j *gatedJournal) close(gate chan struct{}) {
-	j.mu.Lock()
-	j.gate = nil
-	j.mu.Unlock()
-	close(gate)
-}
-
 // TestFailedShardKeepsAnswering: after a journal failure every request is
 // answered unavailable at once, however many come (requests answered
 // without a flight used to hold the batch budget until the actor stalled).
 func TestFailedShardKeepsAnswering(t *testing.T) {
 	te := startEngine(t, 1)
 	te.write(add("p", 5))
-	te.js[0].fail()
+	te.js[0].Fail(shardtest.Fault{Err: errInjected})
 	if _, err := te.Write(context.Background(), add("p", 1)); err == nil {
 		t.Fatal("write on a failed journal succeeded")
 	}
@@ -72,21 +45,20 @@ func TestFailedShardKeepsAnswering(t *testing.T) {
 }
 
 // parked is an engine of 2 shards in which product p (shard 0) is parked by
-// a cross-shard atomic batch that waits for shard 1's writer, held by a gate.
+// a cross-shard atomic batch that waits for shard 1's writer, held by its
+// journal.
 type parked struct {
-	e    *Engine
-	p    string
-	g1   *gatedJournal
-	gate chan struct{}
-	done chan *Error // the batch's outcome
+	e      *Engine
+	p      string
+	unhold func()      // releases shard 1's journal
+	done   chan *Error // the batch's outcome
 }
 
 func parkProduct(t *testing.T, cfg Config) *parked {
 	t.Helper()
-	js := newMemJournals(2)
-	g1 := &gatedJournal{memJournal: js[1], in: make(chan struct{}, 1)}
+	js := shardtest.Journals(2)
 	cfg.Shards = 2
-	e := mustOpen(t, cfg, gated(js, g1))
+	e := mustOpen(t, cfg, shardtest.Opener[Journal](js))
 	ctx := context.Background()
 	p, q := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
 	for _, x := range []string{p, q} {
@@ -94,12 +66,11 @@ func parkProduct(t *testing.T, cfg Config) *parked {
 			t.Fatal(err)
 		}
 	}
-	k := &parked{e: e, p: p, g1: g1, gate: make(chan struct{}), done: make(chan *Error, 1)}
-	g1.mu.Lock()
-	g1.gate = k.gate
-	g1.mu.Unlock()
+	started, unhold := js[1].Hold()
+	t.Cleanup(unhold)
+	k := &parked{e: e, p: p, unhold: unhold, done: make(chan *Error, 1)}
 	go e.Write(ctx, add(q, 1)) // holds shard 1's writer, so its prepare waits
-	<-g1.in
+	<-started
 	go func() {
 		_, err := e.Batch(ctx, []Op{reserve(p, "r1", 1), reserve(q, "r1", 1)}, true)
 		k.done <- err
@@ -108,10 +79,10 @@ func parkProduct(t *testing.T, cfg Config) *parked {
 	return k
 }
 
-// release opens the gate and waits for the batch to resolve.
+// release releases shard 1's journal and waits for the batch to resolve.
 func (k *parked) release(t *testing.T) {
 	t.Helper()
-	k.g1.close(k.gate)
+	k.unhold()
 	select {
 	case err := <-k.done:
 		if err != nil {
@@ -194,10 +165,9 @@ func TestParkedRequestsCountAgainstTheQueue(t *testing.T) {
 // TestKeyOutlivesRetentionWhileParked: a retried op whose key's retention
 // passes while its cross-shard batch is parked still replays at commit.
 func TestKeyOutlivesRetentionWhileParked(t *testing.T) {
-	js := newMemJournals(2)
-	g1 := &gatedJournal{memJournal: js[1], in: make(chan struct{}, 1)}
+	js := shardtest.Journals(2)
 	clock := newFakeClock()
-	e := mustOpen(t, Config{Shards: 2, Clock: clock.now, Retention: time.Second}, gated(js, g1))
+	e := mustOpen(t, Config{Shards: 2, Clock: clock.now, Retention: time.Second}, shardtest.Opener[Journal](js))
 	ctx := context.Background()
 	p, q := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
 	e.Write(ctx, add(p, 100))
@@ -208,12 +178,10 @@ func TestKeyOutlivesRetentionWhileParked(t *testing.T) {
 		t.Fatal(werr)
 	}
 	clock.advance(time.Second - time.Millisecond) // just inside retention
-	gate := make(chan struct{})
-	g1.mu.Lock()
-	g1.gate = gate
-	g1.mu.Unlock()
+	started, unhold := js[1].Hold()
+	defer unhold()
 	go e.Write(ctx, add(q, 1))
-	<-g1.in
+	<-started
 	done := make(chan []Result, 1)
 	go func() {
 		res, err := e.Batch(ctx, []Op{orig, reserve(q, "r2", 1)}, true)
@@ -225,7 +193,7 @@ func TestKeyOutlivesRetentionWhileParked(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	clock.advance(time.Second) // retention passes while p is parked
 	e.Stock(ctx, p+"-other")   // a step on shard 0 that would forget
-	g1.close(gate)
+	unhold()
 	res := <-done
 	if len(res) != 2 || !res[0].Replayed || res[0].Entries[0].ID != first.Entries[0].ID {
 		t.Errorf("the retried op: %+v, want a replay of %s", res, first.Entries[0].ID)

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/inventory-ledger/inventory/shard/shardtest"
 )
 
 // randomOp returns an op over a small world (3 products, 6 reservation ids,
@@ -285,11 +287,11 @@ func TestReplayRejectsReservationReservedTwice(t *testing.T) {
 		t.Error("a live apply accepted a reservation reserved twice")
 	}
 	// The engine refuses to start on it, and closes the journal.
-	js := newMemJournals(1)
+	js := shardtest.Journals(1)
 	for i := range log {
 		js[0].Append(EncodeEntry(&log[i]))
 	}
-	e, oerr := Open(Config{Shards: 1}, js.open)
+	e, oerr := Open(Config{Shards: 1}, shardtest.Opener[Journal](js))
 	if oerr != nil {
 		t.Fatal(oerr)
 	}
@@ -297,7 +299,7 @@ func TestReplayRejectsReservationReservedTwice(t *testing.T) {
 	if err := e.Wait(context.Background()); err == nil || !strings.Contains(err.Error(), "reserved twice") {
 		t.Errorf("engine start on a reservation reserved twice: %v", err)
 	}
-	if !js[0].closed {
+	if !js[0].Closed() {
 		t.Error("the journal of the refused replay was left open")
 	}
 }
