@@ -47,6 +47,11 @@ type Fault struct {
 	// reached the disk but the fsync failed. Otherwise the block is lost, as
 	// when the write itself failed.
 	Written bool
+	// Transient, if positive, makes the fault pass: the failing Write and
+	// the Transient-1 after it return Err, write nothing and leave the
+	// journal usable, with the block still located, so that the caller can
+	// write it again (a retryable error); the Write after them succeeds.
+	Transient int
 }
 
 // hold is what Hold armed: Writes wait until released is closed.
@@ -152,6 +157,12 @@ func (j *Journal) Write(recs [][]byte) error {
 	case j.pending[0] != len(recs):
 		panic(fmt.Sprintf("shardtest: Write of %d records, the block located first has %d", len(recs), j.pending[0]))
 	}
+	if f := j.fault; f != nil && f.After == 0 && f.Transient > 0 {
+		if f.Transient--; f.Transient == 0 {
+			j.fault = nil
+		}
+		return f.Err
+	}
 	j.pending = j.pending[1:]
 	var fail error
 	if f := j.fault; f != nil {
@@ -209,6 +220,13 @@ func (j *Journal) Fail(f Fault) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.fault = &f
+}
+
+// Disarm drops a Fault armed and not yet over.
+func (j *Journal) Disarm() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.fault = nil
 }
 
 // Hold makes every Write from now on wait until release is called, before
