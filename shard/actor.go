@@ -36,8 +36,8 @@ const (
 	reqStock
 	reqHistory
 	reqReservation
-	reqPrepare // phase 1 of an atomic batch that spans shards
-	reqResolve // phase 2: commit or abort what reqPrepare parked
+	reqPrepare // this shard's part of a tx: write it prepared (doc.go)
+	reqResolve // the outcome of a tx: commit or abort its prepared part
 )
 
 // request is one message to a shard actor. The caller fills the inputs and
@@ -49,11 +49,16 @@ type request struct {
 	ops    []Op
 	index  []int
 	atomic bool
-	// evalOnly marks a prepare that only reports refusals: another shard
-	// already refused, so nothing is parked.
+	// evalOnly marks a prepare that only reports refusals: the batch fails
+	// anyway, so nothing is written or parked.
 	evalOnly bool
-	// commit marks a resolve that applies the prepared ops (else it aborts).
-	commit bool
+	// tx names the tx of a prepare or resolve; shards are its participants.
+	tx     uint64
+	shards []int
+	// commit marks a resolve that applies the prepared part (else it
+	// aborts); durable marks an abort answered only once its ABORT record
+	// is durable.
+	commit, durable bool
 
 	// Reads.
 	productID     string
@@ -87,6 +92,13 @@ type opResult struct {
 
 func newRequest(kind reqKind) *request {
 	return &request{kind: kind, done: make(chan struct{}, 1)}
+}
+
+// cost is what r takes of a flight's op budget, which bounds the bytes of
+// the flight's records: an entry record per op (two for a partial COMMIT,
+// counted in the block limit), and a tx record's participant list.
+func (r *request) cost() int {
+	return max(1, len(r.ops)) + len(r.shards)
 }
 
 // touches calls fn with every product the request reads or writes, until fn
@@ -127,7 +139,7 @@ type actor struct {
 	m       *shardMetrics
 
 	inbox chan *request
-	ctrl  chan *request // reqResolve only: never full (see Engine.txSlots)
+	ctrl  chan *request // reqResolve only
 	carry *request      // taken from the inbox but left for the next flight
 	quit  chan struct{}
 	done  chan struct{}
@@ -147,14 +159,20 @@ type actor struct {
 
 	failed  bool
 	batch   []*request
-	entries []Entry // new entries of the current flight, in log order
+	entries []Entry  // entries of the current flight applied to the state, in log order
+	refs    []recRef // what each record of the current flight is, for locate
 	enc     *encoder
 	ops     int // ops in the current flight
 
-	// parked are products that a prepared atomic batch holds; requests that
-	// touch one wait in deferred until it resolves, then move to ready,
-	// which the loop takes before the inbox, in order.
-	parked   map[string]struct{}
+	// markers are the outcomes of txs the replay left in doubt, which the
+	// first flight writes.
+	markers []txRecord
+	// aborted are txs aborted before their prepare arrived (the coordinator
+	// gave up waiting): the prepare, when it comes, is dropped.
+	aborted map[uint64]struct{}
+	// Requests that touch a product a prepared tx holds (State.parked) wait
+	// in deferred until it resolves, then move to ready, which the loop
+	// takes before the inbox, in order.
 	deferred []*request
 	ready    []*request
 	// waiting counts deferred and ready, for submit on other goroutines.
@@ -214,7 +232,7 @@ func newActor(id int, cfg *Config, st *State, j Journal, m *shardMetrics) *actor
 		toWrite: make(chan *flight),
 		written: make(chan struct{}),
 		enc:     newEncoder(),
-		parked:  make(map[string]struct{}),
+		aborted: make(map[uint64]struct{}),
 	}
 }
 
@@ -245,11 +263,15 @@ func (a *actor) run() {
 	a.free <- &flight{}
 	a.cur = &flight{}
 	go a.writer()
+	for i := range a.markers {
+		a.record(a.enc.encodeTx(&a.markers[i]), recRef{entry: -1})
+	}
+	a.markers = nil
 	// Holds whose TTL passed while the service was down are due at once.
 	timer := time.NewTimer(a.wait(max(a.cfg.Clock(), a.state.lastAt)))
 	defer timer.Stop()
 	for {
-		if len(a.cur.answer) == 0 && len(a.entries) == 0 {
+		if !a.busy() {
 			// The budget is the current flight's: an empty flight has spent
 			// none of it (requests taken may have been deferred or refused).
 			a.ops = 0
@@ -283,7 +305,7 @@ func (a *actor) run() {
 			in = nil
 		}
 		var idle chan struct{}
-		if len(a.cur.answer) > 0 || len(a.entries) > 0 {
+		if a.busy() {
 			idle = a.idle
 		}
 		select {
@@ -322,7 +344,7 @@ func (a *actor) run() {
 // take adds r to the batch, or carries it to the next flight when it would
 // push the flight past BatchOpsMax (which bounds the journal block's size).
 func (a *actor) take(r *request) {
-	n := max(1, len(r.ops))
+	n := r.cost()
 	if a.ops > 0 && a.ops+n > a.cfg.BatchOpsMax {
 		a.carry = r
 		return
@@ -337,7 +359,7 @@ func (a *actor) wait(now int64) time.Duration {
 	d := time.Second
 	// A due hold on a parked product waits for its batch to resolve, which
 	// arrives as a message and wakes the actor: no need to poll for it.
-	if at, product, ok := a.state.nextExpiry(); ok && !(at <= now && a.isParked(product)) {
+	if at, product, ok := a.state.nextExpiry(); ok && !(at <= now && a.state.isParked(product)) {
 		d = min(d, time.Duration(at-now))
 	}
 	return max(d, time.Millisecond)
@@ -357,7 +379,7 @@ func (a *actor) step() int64 {
 		a.clearBatch()
 		return now
 	}
-	if len(a.parked) == 0 {
+	if len(a.state.parked) == 0 {
 		// A prepared atomic batch may have dry-run a replay of a key that
 		// forgetting it now would turn into a new request at commit.
 		a.state.forget(now, a.cfg.ForgetPerBatchMax)
@@ -365,7 +387,7 @@ func (a *actor) step() int64 {
 	for i := 0; i < a.cfg.ExpirePerBatchMax && a.ops < a.cfg.BatchOpsMax+a.cfg.ExpirePerBatchMax; i++ {
 		n := len(a.entries)
 		var ok bool
-		a.entries, ok = a.state.expire(now, a.isParked, a.entries)
+		a.entries, ok = a.state.expire(now, a.state.isParked, a.entries)
 		if !ok {
 			break
 		}
@@ -383,7 +405,7 @@ func (a *actor) step() int64 {
 // send seals the current flight and hands it to the idle writer.
 func (a *actor) send() {
 	f := a.cur
-	if len(a.entries) > 0 {
+	if len(f.ends) > 0 {
 		a.locate(f)
 	}
 	for _, r := range f.answer {
@@ -394,8 +416,13 @@ func (a *actor) send() {
 	a.cur = <-a.free
 	clear(a.entries) // drop references to request strings
 	a.entries = a.entries[:0]
+	clear(a.refs)
+	a.refs = a.refs[:0]
 	a.ops = 0
 }
+
+// busy reports whether the current flight holds records or answers.
+func (a *actor) busy() bool { return len(a.cur.answer) > 0 || len(a.cur.ends) > 0 }
 
 // answer queues r to be answered once the current flight is durable.
 func (a *actor) answer(r *request) {
@@ -488,26 +515,37 @@ func (a *actor) reply(r *request, err *Error) {
 	r.done <- struct{}{}
 }
 
-func (a *actor) isParked(productID string) bool {
-	_, ok := a.parked[productID]
-	return ok
-}
-
 // handle decides and applies one request, or defers it while a product it
-// touches is parked.
+// touches is held by a prepared tx.
 func (a *actor) handle(r *request, now int64) {
-	if r.kind != reqResolve {
-		blocked := false
-		r.touches(func(id string) bool {
-			blocked = a.isParked(id)
-			return !blocked
-		})
-		if blocked {
-			a.deferred = append(a.deferred, r)
-			a.waiting.Add(1)
-			a.ops = max(0, a.ops-max(1, len(r.ops))) // it does not join this flight
+	switch {
+	case r.kind == reqResolve:
+		a.resolve(r)
+		return
+	case r.kind == reqPrepare && !r.evalOnly:
+		// No wait: a part that finds a product held is refused at once and
+		// its tx retried, so that no tx waits while it holds products on
+		// other shards (which could deadlock).
+		if _, gone := a.aborted[r.tx]; gone {
+			delete(a.aborted, r.tx)
+			a.unbudget(r)
+			a.reply(r, errTxAborted)
 			return
 		}
+		if a.touchesParked(r) {
+			a.unbudget(r)
+			a.reply(r, errConflict)
+			return
+		}
+		a.prepare(r, now)
+		a.answer(r)
+		return
+	}
+	if a.touchesParked(r) {
+		a.deferred = append(a.deferred, r)
+		a.waiting.Add(1)
+		a.unbudget(r) // it does not join this flight
+		return
 	}
 	switch r.kind {
 	case reqWrite:
@@ -518,12 +556,26 @@ func (a *actor) handle(r *request, now int64) {
 		}
 	case reqPrepare:
 		a.prepare(r, now)
-	case reqResolve:
-		a.resolve(r, now)
-		return
 	}
 	a.answer(r)
 }
+
+// touchesParked reports whether r touches a product a prepared tx holds.
+func (a *actor) touchesParked(r *request) bool {
+	if len(a.state.parked) == 0 {
+		return false
+	}
+	blocked := false
+	r.touches(func(id string) bool {
+		blocked = a.state.isParked(id)
+		return !blocked
+	})
+	return blocked
+}
+
+// unbudget gives back the flight budget of a request taken but not handled
+// in this flight.
+func (a *actor) unbudget(r *request) { a.ops = max(0, a.ops-r.cost()) }
 
 // write applies each op on its own.
 func (a *actor) write(r *request, now int64) {
@@ -555,7 +607,7 @@ func (a *actor) do(op *Op, res *opResult, now int64) {
 // writeAtomic applies all ops or none: they are decided and applied on a
 // scratch fork first, and on the live state only if every one succeeds.
 func (a *actor) writeAtomic(r *request, now int64) {
-	if i, err := a.dryRun(r.ops, now); err != nil {
+	if _, _, i, err := a.dryRun(r.ops, now); err != nil {
 		r.err = err.withIndex(r.index[i])
 		a.m.rejected(err.Code)
 		return
@@ -563,27 +615,33 @@ func (a *actor) writeAtomic(r *request, now int64) {
 	a.applyAll(r, now)
 }
 
-// dryRun decides and applies ops on a fork of the state and returns the first
-// refusal with its position in ops.
-func (a *actor) dryRun(ops []Op, now int64) (int, *Error) {
+// dryRun decides and applies ops on a fork of the state. It returns each
+// op's result (its entries, or the version it replays) and all the entries,
+// or the first refusal with its position in ops.
+func (a *actor) dryRun(ops []Op, now int64) ([]opResult, []Entry, int, *Error) {
 	f := a.state.fork(ops)
-	var scratch []Entry
+	results := make([]opResult, len(ops))
+	var all []Entry
 	for i := range ops {
+		n := len(all)
 		var err *Error
 		var out outcome
-		scratch, out, err = f.decide(&ops[i], now, scratch[:0])
+		all, out, err = f.decide(&ops[i], now, all)
 		if err != nil {
-			return i, err
+			return nil, nil, i, err
 		}
-		if out.replayOf == 0 {
-			for j := range scratch {
-				if err := f.apply(&scratch[j], 0); err != nil {
-					panic(fmt.Sprintf("shard %d: dry run: %v", a.id, err))
-				}
+		if out.replayOf != 0 {
+			results[i].replayOf = out.replayOf
+			continue
+		}
+		for j := n; j < len(all); j++ {
+			if err := f.apply(&all[j], 0); err != nil {
+				panic(fmt.Sprintf("shard %d: dry run: %v", a.id, err))
 			}
 		}
+		results[i].entries = all[n:len(all):len(all)]
 	}
-	return 0, nil
+	return results, all, 0, nil
 }
 
 // applyAll applies ops that a dry run accepted; a refusal now is a bug.
@@ -597,38 +655,83 @@ func (a *actor) applyAll(r *request, now int64) {
 	}
 }
 
-// prepare is phase 1 of a cross-shard atomic batch: a dry run, and on
-// success the ops' products are parked until the coordinator resolves.
+// prepare writes this shard's part of a tx: a dry run, and on success a
+// PREPARE record and the part's entries, decided but not applied, in the
+// current flight; its products are held until the tx resolves. The answer,
+// once the flight is durable, tells the coordinator the part is prepared.
+// An evalOnly prepare only reports the first refusal.
 func (a *actor) prepare(r *request, now int64) {
-	if i, err := a.dryRun(r.ops, now); err != nil {
+	results, entries, i, err := a.dryRun(r.ops, now)
+	if err != nil {
 		r.err = err.withIndex(r.index[i])
 		a.m.rejected(err.Code)
 		return
 	}
+	r.results = results
 	if r.evalOnly {
 		return
 	}
-	for i := range r.ops {
-		a.parked[r.ops[i].ProductID] = struct{}{}
+	p := &txPart{tx: r.tx, shards: r.shards, entries: entries, locs: make([]uint64, len(entries))}
+	if err := a.state.prepareTx(p); err != nil {
+		panic(fmt.Sprintf("shard %d: %v", a.id, err)) // handle checked the products
+	}
+	a.record(a.enc.encodeTx(&txRecord{kind: txPrepare, tx: r.tx, shards: r.shards, n: len(entries)}), recRef{entry: -1})
+	for j := range p.entries {
+		a.record(a.enc.encode(&p.entries[j]), recRef{entry: -1, part: p, i: j})
 	}
 }
 
-// resolve is phase 2: apply the prepared ops (commit) or drop them (abort),
-// unpark their products and take up the requests that waited for them.
-func (a *actor) resolve(r *request, now int64) {
-	for i := range r.ops {
-		delete(a.parked, r.ops[i].ProductID)
-	}
-	if r.commit {
-		a.applyAll(r, now)
-		a.answer(r)
-	} else {
-		r.done <- struct{}{}
+// resolve applies the outcome of a tx to its prepared part here: a commit
+// applies the part's entries and writes a COMMIT record, an abort drops
+// them and writes an ABORT record. Either unparks the products and takes up
+// the requests that waited for them. Only a durable abort is answered (once
+// its record is durable); the coordinator does not wait for the others.
+func (a *actor) resolve(r *request) {
+	switch {
+	case r.commit:
+		p, err := a.state.commitTx(r.tx)
+		if err != nil {
+			panic(fmt.Sprintf("shard %d: %v", a.id, err))
+		}
+		a.record(a.enc.encodeTx(&txRecord{kind: txCommit, tx: r.tx}), recRef{entry: -1})
+		for i := range p.entries {
+			a.cur.types[p.entries[i].Type]++
+		}
+	default:
+		p := a.state.abortTx(r.tx)
+		if p == nil && !r.durable {
+			// The prepare has not arrived yet: drop it when it does.
+			a.aborted[r.tx] = struct{}{}
+		}
+		if p != nil || r.durable {
+			a.record(a.enc.encodeTx(&txRecord{kind: txAbort, tx: r.tx}), recRef{entry: -1})
+		}
+		if r.durable {
+			a.answer(r)
+		}
 	}
 	// What waited is taken up by the loop before the inbox, within the
 	// flight's budget: handled here, a burst of it could overflow a block.
 	a.ready = append(a.ready, a.deferred...)
 	a.deferred = a.deferred[:0]
+}
+
+// recRef says what one record of the current flight is, so that locate can
+// put its locator where it belongs: an entry applied to the state (entry
+// indexes a.entries), an entry of a prepared part (part.locs[i]), or a tx
+// record (neither).
+type recRef struct {
+	entry int
+	part  *txPart
+	i     int
+}
+
+// record appends rec to the current flight.
+func (a *actor) record(rec []byte, ref recRef) {
+	f := a.cur
+	f.buf = append(f.buf, rec...)
+	f.ends = append(f.ends, len(f.buf))
+	a.refs = append(a.refs, ref)
 }
 
 // applyNew applies and encodes the entries a.entries[n:].
@@ -638,10 +741,8 @@ func (a *actor) applyNew(n int) {
 		if err := a.state.apply(e, 0); err != nil {
 			panic(fmt.Sprintf("shard %d: apply of a decided entry: %v", a.id, err))
 		}
-		f := a.cur
-		f.buf = append(f.buf, a.enc.encode(e)...)
-		f.ends = append(f.ends, len(f.buf))
-		f.types[e.Type]++
+		a.record(a.enc.encode(e), recRef{entry: i})
+		a.cur.types[e.Type]++
 	}
 }
 
@@ -661,9 +762,14 @@ func (a *actor) locate(f *flight) {
 		// Config.Validate bounds a batch to fit a block: this is a bug.
 		panic(fmt.Sprintf("shard %d: locate batch: %v", a.id, err))
 	}
-	for i := range a.entries {
-		e := &a.entries[i]
-		a.state.products[e.ProductID].locs[e.Version-1] = f.locs[i]
+	for i, ref := range a.refs {
+		switch {
+		case ref.entry >= 0:
+			e := &a.entries[ref.entry]
+			a.state.products[e.ProductID].locs[e.Version-1] = f.locs[i]
+		case ref.part != nil:
+			ref.part.locs[ref.i] = f.locs[i]
+		}
 	}
 }
 
@@ -759,7 +865,7 @@ func (a *actor) stop() {
 			for _, d := range a.ready {
 				a.reply(d, errClosed)
 			}
-			if len(a.cur.answer) > 0 || len(a.entries) > 0 {
+			if a.busy() {
 				<-a.idle
 				a.send()
 			}

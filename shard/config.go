@@ -29,6 +29,11 @@ type Config struct {
 	// TxInflightMax bounds atomic batches spanning shards that run at once;
 	// each may park products while it waits for its other shards.
 	TxInflightMax int
+	// TxTimeout bounds an atomic batch spanning shards: a participant that
+	// has not made its part durable by then fails the batch (nothing of it
+	// applies), and a batch whose products stay held by others is refused
+	// overloaded. A part takes one fsync; 2s is far past any healthy one.
+	TxTimeout time.Duration
 	// Retention is how long idempotency keys are remembered (at least).
 	Retention time.Duration
 	// ExpirePerBatchMax bounds the expiry RELEASEs one batch writes, so that a
@@ -53,6 +58,7 @@ const (
 	InboxDepthDefault        = 4096
 	BatchOpsMaxDefault       = 1024
 	TxInflightMaxDefault     = 1024
+	TxTimeoutDefault         = 2 * time.Second
 	RetentionDefault         = 24 * time.Hour
 	ExpirePerBatchMaxDefault = 256
 	ForgetPerBatchMaxDefault = 1024
@@ -77,6 +83,9 @@ func (c *Config) setDefaults() {
 	if c.Retention == 0 {
 		c.Retention = RetentionDefault
 	}
+	if c.TxTimeout == 0 {
+		c.TxTimeout = TxTimeoutDefault
+	}
 	if c.Clock == nil {
 		c.Clock = func() int64 { return time.Now().UnixNano() }
 	}
@@ -99,6 +108,7 @@ func (c *Config) Validate() error {
 	check(c.BatchOpsMax >= BatchRequestOpsMax, "batch ops max must be at least %d (one batch request), got %d", BatchRequestOpsMax, c.BatchOpsMax)
 	check(c.TxInflightMax >= 1, "tx in-flight max must be positive, got %d", c.TxInflightMax)
 	check(c.Retention >= time.Second, "retention must be at least 1s, got %s", c.Retention)
+	check(c.TxTimeout >= time.Millisecond, "tx timeout must be at least 1ms, got %s", c.TxTimeout)
 	check(c.ExpirePerBatchMax >= 1, "expire per batch max must be positive, got %d", c.ExpirePerBatchMax)
 	check(c.ForgetPerBatchMax >= 1, "forget per batch max must be positive, got %d", c.ForgetPerBatchMax)
 	// A partial COMMIT writes two entries, so a batch writes at most

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -34,9 +35,11 @@ type Engine struct {
 	inflight atomic.Int64
 	closed   sync.Once
 
-	// txSlots bounds cross-shard atomic batches in flight, which is what
-	// guarantees that a resolve never finds a shard's ctrl queue full.
+	// txSlots bounds cross-shard atomic batches in flight, and so the
+	// resolve messages in a shard's ctrl queue.
 	txSlots chan struct{}
+	// nextTx numbers txs: past every tx named in the logs at start-up.
+	nextTx atomic.Uint64
 }
 
 // Result is the outcome of one write op.
@@ -90,6 +93,7 @@ func (e *Engine) start(open OpenJournal) {
 	t := time.Now()
 	errs := make([]error, e.cfg.Shards)
 	counts := make([]uint64, e.cfg.Shards)
+	states := make([]*State, e.cfg.Shards)
 	var wg sync.WaitGroup
 	for i := range e.cfg.Shards {
 		wg.Go(func() {
@@ -107,12 +111,14 @@ func (e *Engine) start(open OpenJournal) {
 			}
 			counts[i] = st.Entries()
 			e.journals[i] = j
-			e.actors[i] = newActor(i, &e.cfg, st, j, e.m.shards[i])
-			e.m.shards[i].activeHolds.Store(int64(st.ActiveHolds()))
-			e.loaded[i].Store(true)
+			states[i] = st
 		})
 	}
 	wg.Wait()
+	var markers [][]txRecord
+	if err := errors.Join(errs...); err == nil {
+		markers, errs[0] = e.resolveInDoubt(states)
+	}
 	if err := errors.Join(errs...); err != nil {
 		for _, j := range e.journals {
 			if j != nil {
@@ -125,8 +131,13 @@ func (e *Engine) start(open OpenJournal) {
 		return
 	}
 	var total uint64
-	for _, n := range counts {
+	for i, n := range counts {
 		total += n
+		st := states[i]
+		e.actors[i] = newActor(i, &e.cfg, st, e.journals[i], e.m.shards[i])
+		e.actors[i].markers = markers[i]
+		e.m.shards[i].activeHolds.Store(int64(st.ActiveHolds()))
+		e.loaded[i].Store(true)
 	}
 	d := time.Since(t)
 	e.m.replay.Set(d.Seconds())
@@ -140,15 +151,92 @@ func (e *Engine) start(open OpenJournal) {
 	close(e.replayed)
 }
 
+// resolveInDoubt decides every tx that a replay left in doubt (prepared on a
+// shard whose log holds no outcome for it) the same way every time, applies
+// the outcome to each shard's state, and returns the COMMIT or ABORT records
+// each shard must write. A tx is committed if a participant's log holds its
+// COMMIT, or if every participant's log holds its PREPARE and none its
+// ABORT: then every part was durable, which is exactly when the coordinator
+// may have answered success. Otherwise it is aborted: some part was never
+// written, so no client was told it applied. It also numbers new txs past
+// every tx the logs name.
+func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, error) {
+	markers := make([][]txRecord, len(states))
+	var maxTx uint64
+	for _, st := range states {
+		maxTx = max(maxTx, st.maxTx)
+	}
+	e.nextTx.Store(maxTx)
+	// Decide every tx first, from the logs as replayed, then apply: an
+	// outcome applied on one shard must not change another's reading.
+	decided := make(map[uint64]bool)
+	for i, st := range states {
+		for _, p := range st.inDoubt() {
+			if _, done := decided[p.tx]; done {
+				continue
+			}
+			committed, aborted, all := false, false, true
+			for _, s := range p.shards {
+				if s >= len(states) {
+					return nil, fmt.Errorf("shard %d: tx %d names shard %d of %d", i, p.tx, s, len(states))
+				}
+				prepared, known, c := states[s].txOutcome(p.tx)
+				switch {
+				case known && c:
+					committed = true
+				case known:
+					aborted = true
+				case !prepared:
+					all = false
+				}
+			}
+			if committed && aborted {
+				return nil, fmt.Errorf("shard %d: tx %d is both committed and aborted in the logs", i, p.tx)
+			}
+			decided[p.tx] = committed || (all && !aborted)
+		}
+	}
+	for i, st := range states {
+		for _, p := range st.inDoubt() {
+			commit := decided[p.tx]
+			if commit {
+				if _, err := st.commitTx(p.tx); err != nil {
+					return nil, fmt.Errorf("shard %d: %w", i, err)
+				}
+				markers[i] = append(markers[i], txRecord{kind: txCommit, tx: p.tx})
+			} else {
+				st.abortTx(p.tx)
+				markers[i] = append(markers[i], txRecord{kind: txAbort, tx: p.tx})
+			}
+			e.cfg.Logger.Info("tx in doubt resolved", "shard", i, "tx", p.tx, "committed", commit)
+		}
+	}
+	for _, st := range states {
+		st.outcomes = nil
+	}
+	return markers, nil
+}
+
 // replayShard opens shard i's journal, applying every stored entry to st.
 func replayShard(i int, st *State, open OpenJournal) (Journal, error) {
 	d := newDecoder()
 	var e Entry
 	return open(i, func(loc uint64, rec []byte) error {
-		if err := d.decode(rec, &e, true); err != nil {
-			return fmt.Errorf("record at %#x: %w", loc, err)
+		var err error
+		switch {
+		case isTxRecord(rec):
+			err = st.replayTx(rec, loc)
+		default:
+			if err = d.decode(rec, &e, true); err != nil {
+				break
+			}
+			if st.collect != nil {
+				err = st.collectTx(&e, loc)
+			} else {
+				err = st.apply(&e, loc)
+			}
 		}
-		if err := st.apply(&e, loc); err != nil {
+		if err != nil {
 			return fmt.Errorf("record at %#x: %w", loc, err)
 		}
 		return nil
@@ -392,20 +480,21 @@ func (e *Engine) looseBatch(ctx context.Context, ops []Op, results []Result) {
 }
 
 // atomicBatch runs an all-or-nothing batch. On one shard, the actor does it
-// in one step. Across shards it is a two-phase protocol with the coordinator
-// here:
+// in one step (one WAL block). Across shards it is a tx, committed in one
+// round of parallel fsyncs (doc.go has the protocol and its crash cases):
 //
-//  1. Prepare each shard in ascending shard order, one after the other: the
-//     shard dry-runs its ops and, if all pass, parks their products (any
-//     request that touches a parked product waits in that shard). Acquiring
-//     shards in one global order is what rules out deadlock.
-//  2. If every shard prepared, tell each to commit: it applies its ops for
-//     real and answers after its fsync. Otherwise abort the prepared shards
-//     and run the rest as evaluations only, to report the first failing op.
-//
-// A crash between the shards' commits can leave the batch durable on some
-// shards only; a retry with the same idempotency keys completes it (the
-// applied ops replay), and otherwise the holds it made expire by TTL.
+//  1. Every participant gets its part at once. Each dry-runs it and, if it
+//     passes, writes a PREPARE record with the part's entries in its next
+//     flight, holds the products (parks them) and answers once that flight
+//     is durable. A part whose product another tx holds is refused at once.
+//  2. When every part is durable the tx is committed: the coordinator tells
+//     each participant to apply its part (it writes a COMMIT record later,
+//     in its next flight, which nobody waits for) and answers the client.
+//  3. A refused part aborts the tx; its other parts are dropped. A part
+//     refused because its product was held makes the coordinator retry the
+//     whole tx after a short backoff, until TxTimeout. A participant that
+//     failed or did not answer within TxTimeout might still make its part
+//     durable, so the abort is first made durable on another participant.
 func (e *Engine) atomicBatch(ctx context.Context, ops []Op, results []Result) *Error {
 	if len(ops) == 0 {
 		return nil
@@ -432,51 +521,187 @@ func (e *Engine) atomicBatch(ctx context.Context, ops []Op, results []Result) *E
 		shards = append(shards, s)
 	}
 	slices.Sort(shards)
-
-	// From here the protocol runs to its end whatever ctx does: parked
+	// From here the protocol runs to its end whatever ctx does: held
 	// products must always be resolved.
-	bg := context.WithoutCancel(ctx)
-	var first *Error
-	var prepared []int
-	for _, s := range shards {
-		r := parts[s]
-		r.kind = reqPrepare
-		r.evalOnly = first != nil
-		err := e.send(bg, s, r)
-		switch {
-		case err == nil && !r.evalOnly:
-			prepared = append(prepared, s)
-		case err != nil:
-			if first == nil {
-				for _, p := range prepared {
-					e.resolve(p, parts[p], false)
-				}
-				prepared = nil
+	deadline := time.Now().Add(e.cfg.TxTimeout)
+	backoff := txRetryMin
+	for {
+		err, retry := e.tryTx(ops, results, shards, parts, deadline)
+		if !retry {
+			if err == nil {
+				e.m.txCommitted.Inc()
+			} else {
+				e.m.txAborted.Inc()
 			}
+			return err
+		}
+		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
+		if time.Now().Add(wait).After(deadline) {
+			e.m.txConflicts.Inc()
+			return errConflict
+		}
+		time.Sleep(wait)
+		backoff = min(2*backoff, txRetryMax)
+		parts = e.split(ops, results)
+	}
+}
+
+// A tx refused because a product was held is retried after a random wait
+// of 0.5 to 1.5 times txRetryMin, doubling up to txRetryMax: about the time
+// the holder needs to resolve (one fsync), spread so that two txs that
+// collided do not collide again.
+const (
+	txRetryMin = 200 * time.Microsecond
+	txRetryMax = 5 * time.Millisecond
+)
+
+// partState is what the coordinator learned of one part of a tx.
+type partState uint8
+
+const (
+	partPrepared partState = iota // durable, products held
+	partRefused                   // refused by a rule: nothing written
+	partHeld                      // refused because a product was held: nothing written
+	partNotSent                   // its shard's queue was full: nothing written
+	partUnknown                   // failed or no answer in time: may become durable
+)
+
+// tryTx runs one attempt of a tx over parts (one request per shard, in
+// shards order) and returns its error, or retry when a part found a product
+// held.
+func (e *Engine) tryTx(ops []Op, results []Result, shards []int, parts map[int]*request, deadline time.Time) (*Error, bool) {
+	tx := e.nextTx.Add(1)
+	states := make([]partState, len(shards))
+	for k, s := range shards {
+		r := parts[s]
+		r.kind, r.tx, r.shards = reqPrepare, tx, shards
+		if !e.actors[s].submit(r) {
+			e.m.shards[s].rejected(CodeOverloaded)
+			states[k] = partNotSent
+		}
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	timedOut := false
+	for k, s := range shards {
+		if states[k] == partNotSent {
+			continue
+		}
+		r := parts[s]
+		got := false
+		if !timedOut {
+			select {
+			case <-r.done:
+				got = true
+			case <-e.actors[s].done:
+			case <-timer.C:
+				timedOut = true
+			}
+		}
+		if !got {
+			select {
+			case <-r.done:
+				got = true
+			default:
+			}
+		}
+		switch {
+		case !got: // r.err is the actor's until it answers
+			states[k] = partUnknown
+		case r.err == nil:
+			states[k] = partPrepared
+		case r.err == errConflict:
+			states[k] = partHeld
+		case r.err.Code == CodeUnavailable:
+			states[k] = partUnknown
+		default:
+			states[k] = partRefused
+		}
+	}
+	all, unknown, retry, notSent := true, false, false, false
+	var first *Error
+	for k, s := range shards {
+		switch states[k] {
+		case partRefused:
+			err := parts[s].err
 			if err.OpIndex < 0 {
-				err = err.withIndex(r.index[0])
+				err = err.withIndex(parts[s].index[0])
 			}
 			if first == nil || err.OpIndex < first.OpIndex {
 				first = err
 			}
+		case partHeld:
+			retry = true
+		case partNotSent:
+			notSent = true
+		case partUnknown:
+			unknown = true
+		}
+		all = all && states[k] == partPrepared
+	}
+	if all {
+		for _, s := range shards {
+			e.resolveTx(s, tx, true, false)
+		}
+		for _, s := range shards {
+			e.fill(s, parts[s], results)
+		}
+		return nil, false
+	}
+	// Some part was refused, not sent, or may yet become durable.
+	if unknown && first == nil && !retry && !notSent {
+		// Every part is prepared or unknown: the tx could still end up
+		// with every part durable, which recovery would take as committed.
+		// An ABORT record on one participant rules that out.
+		return e.abortDurably(tx, shards, states), false
+	}
+	for k, s := range shards {
+		if states[k] == partPrepared || states[k] == partUnknown {
+			e.resolveTx(s, tx, false, false)
 		}
 	}
-	if first != nil {
-		return first
+	switch {
+	case retry:
+		return nil, true
+	case first != nil:
+		return first, false
+	case notSent:
+		return errOverloaded, false
 	}
-	for _, s := range shards {
-		e.resolve(s, parts[s], true)
-	}
-	var failed *Error
-	for _, s := range shards {
-		r := parts[s]
-		if err := e.wait(bg, s, r); err != nil {
-			failed = cmp.Or(failed, err)
+	return errorf(CodeUnavailable, "a shard of the batch failed; nothing of it applied"), false
+}
+
+// abortDurably makes the abort of tx durable on a participant whose part is
+// prepared (so its journal works), drops the other parts, and returns the
+// batch's error: unavailable, nothing applied; or unavailable with the
+// outcome unknown when no participant could record the abort.
+func (e *Engine) abortDurably(tx uint64, shards []int, states []partState) *Error {
+	recorded := -1
+	for k, s := range shards {
+		if states[k] != partPrepared || recorded >= 0 {
 			continue
 		}
-		e.fill(s, r, results)
+		r := e.resolveTx(s, tx, false, true)
+		timer := time.NewTimer(e.cfg.TxTimeout)
+		select {
+		case <-r.done:
+			if r.err == nil {
+				recorded = s
+			}
+		case <-e.actors[s].done:
+		case <-timer.C:
+		}
+		timer.Stop()
 	}
-	return failed
+	for k, s := range shards {
+		if s != recorded && (states[k] == partPrepared || states[k] == partUnknown) {
+			e.resolveTx(s, tx, false, false)
+		}
+	}
+	if recorded < 0 {
+		return errorf(CodeUnavailable, "a shard of the batch failed or did not answer within %s and no other could record the abort: the outcome is known after a restart; retry with the same keys", e.cfg.TxTimeout)
+	}
+	return errorf(CodeUnavailable, "a shard of the batch failed or did not answer within %s; nothing of it applied", e.cfg.TxTimeout)
 }
 
 // evaluate dry-runs an atomic batch that will not apply, on every shard in
@@ -499,19 +724,24 @@ func (e *Engine) evaluate(ctx context.Context, ops []Op, results []Result) *Erro
 	return first
 }
 
-// resolve sends phase 2 to shard s for its prepared part r, reusing r.
-func (e *Engine) resolve(s int, r *request, commit bool) {
-	r.kind = reqResolve
-	r.commit = commit
-	r.err = nil
+// resolveTx tells shard s the outcome of tx and returns the message; only a
+// durable abort is answered. It never blocks: the ctrl queue holds a
+// message per tx in flight, and should it be full (a shard whose writer is
+// stuck stops reading it), a goroutine delivers the message later.
+func (e *Engine) resolveTx(s int, tx uint64, commit, durable bool) *request {
+	r := newRequest(reqResolve)
+	r.tx, r.commit, r.durable = tx, commit, durable
 	select {
 	case e.actors[s].ctrl <- r:
 	default:
-		panic("shard: ctrl queue full despite txSlots")
+		go func() {
+			select {
+			case e.actors[s].ctrl <- r:
+			case <-e.actors[s].done:
+			}
+		}()
 	}
-	if !commit {
-		e.wait(context.Background(), s, r)
-	}
+	return r
 }
 
 // fill copies a shard's op results into the batch results.

@@ -69,6 +69,11 @@ var (
 	errUnavailable = &Error{Code: CodeUnavailable, Detail: "shard is unavailable", OpIndex: -1}
 	errReplaying   = &Error{Code: CodeUnavailable, Detail: "replaying the ledger after start-up", OpIndex: -1}
 	errClosed      = &Error{Code: CodeUnavailable, Detail: "engine is shutting down", OpIndex: -1}
+	// errConflict refuses a tx part whose product another prepared tx holds;
+	// the coordinator retries the tx, and answers it only past its deadline.
+	errConflict = &Error{Code: CodeOverloaded, Detail: "a product of the batch stayed held by other atomic batches until the deadline; retry shortly", OpIndex: -1}
+	// errTxAborted refuses a tx part whose coordinator already gave up.
+	errTxAborted = &Error{Code: CodeUnavailable, Detail: "the atomic batch was aborted", OpIndex: -1}
 )
 
 // withIndex returns a copy of e that names op i of a batch.

@@ -113,7 +113,9 @@ func (q *idemAges) push(k hkey, version, at int64) {
 	}
 	c := &q.chunks[last]
 	c.keys = append(c.keys, agedKey{k, version})
-	c.last = at
+	// A tx's keys are applied at its commit with the time of its prepare,
+	// a little before keys applied since: keep last the newest.
+	c.last = max(c.last, at)
 	q.n++
 }
 

@@ -12,7 +12,12 @@ import (
 )
 
 // FormatVersion is the version of the data directory's layout and records.
-const FormatVersion = 1
+// Format 2 added the tx records of atomic batches spanning shards (tx.go);
+// a format 1 directory is read as it is and marked 2 at its first start.
+const (
+	FormatVersion     = 2
+	formatVersionNoTx = 1
+)
 
 // ManifestName is the file in a data directory that records its layout.
 const ManifestName = "MANIFEST.json"
@@ -34,11 +39,17 @@ func PrepareDir(dir string, shards int) error {
 		if err := json.Unmarshal(b, &m); err != nil {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
-		if m.Format != FormatVersion {
-			return fmt.Errorf("%s: data format %d, this build reads format %d", path, m.Format, FormatVersion)
+		if m.Format != FormatVersion && m.Format != formatVersionNoTx {
+			return fmt.Errorf("%s: data format %d, this build reads formats %d and %d", path, m.Format, formatVersionNoTx, FormatVersion)
 		}
 		if m.Shards != shards {
 			return fmt.Errorf("%s: the data directory was created with %d shards, not %d: start with --shards %d (changing the count needs an offline re-shard)", dir, m.Shards, shards, m.Shards)
+		}
+		if m.Format == formatVersionNoTx {
+			// Format 2 only adds tx records; mark the directory so that a
+			// build that cannot read them refuses it.
+			b, _ = json.Marshal(manifest{Format: FormatVersion, Shards: shards})
+			return writeFileSync(dir, ManifestName, append(b, '\n'))
 		}
 		return nil
 	case !errors.Is(err, fs.ErrNotExist):

@@ -35,9 +35,19 @@ func TestPrepareDir(t *testing.T) {
 	}
 
 	future := t.TempDir()
-	os.WriteFile(filepath.Join(future, ManifestName), []byte(`{"format": 2, "shards": 4}`), 0o600)
-	if err := PrepareDir(future, 4); err == nil || !strings.Contains(err.Error(), "format 2") {
+	os.WriteFile(filepath.Join(future, ManifestName), []byte(`{"format": 3, "shards": 4}`), 0o600)
+	if err := PrepareDir(future, 4); err == nil || !strings.Contains(err.Error(), "format 3") {
 		t.Errorf("unknown format: %v", err)
+	}
+
+	// Format 1 (before tx records) opens, and is marked format 2.
+	old := t.TempDir()
+	os.WriteFile(filepath.Join(old, ManifestName), []byte(`{"format": 1, "shards": 4}`), 0o600)
+	if err := PrepareDir(old, 4); err != nil {
+		t.Errorf("format 1: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(old, ManifestName)); !strings.Contains(string(b), `"format":2`) {
+		t.Errorf("format 1 manifest after a start: %s, want format 2", b)
 	}
 }
 

@@ -19,6 +19,9 @@ type metrics struct {
 	failed       *prometheus.GaugeVec
 	writeRetries *prometheus.CounterVec
 	stalled      *prometheus.GaugeVec
+	txCommitted  prometheus.Counter
+	txAborted    prometheus.Counter
+	txConflicts  prometheus.Counter
 	replay       prometheus.Gauge
 	replayed     prometheus.Counter
 	shards       []*shardMetrics
@@ -89,6 +92,13 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 			Help: "Ledger entries replayed at start-up.",
 		}),
 	}
+	txs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "inventory_atomic_batches_total",
+		Help: "Atomic batches spanning shards, by outcome: committed, aborted (refused, or a shard failed), contention (products held by other batches until the deadline).",
+	}, []string{"outcome"})
+	m.txCommitted = txs.WithLabelValues("committed")
+	m.txAborted = txs.WithLabelValues("aborted")
+	m.txConflicts = txs.WithLabelValues("contention")
 	for i := 0; i < shards; i++ {
 		label := strconv.Itoa(i)
 		sm := &shardMetrics{
@@ -114,7 +124,7 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 	}
 	depthVec := prometheus.NewDesc("inventory_shard_queue_depth", "Requests waiting in the shard's queue, those waiting for a product parked by an atomic batch included.", []string{"shard"}, nil)
 	reg.MustRegister(m.transactions, m.rejections, m.replays, m.expired, m.fsync,
-		m.batchEntries, m.failed, m.writeRetries, m.stalled, m.replay, m.replayed,
+		m.batchEntries, m.failed, m.writeRetries, m.stalled, txs, m.replay, m.replayed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "inventory_reservations_active",
 			Help: "Holds currently active.",

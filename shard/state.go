@@ -31,8 +31,27 @@ type State struct {
 	idem  table[idemRecord]
 	ages  idemAges
 
-	entries uint64 // entries applied: the counter in entry ids
-	lastAt  int64  // largest created_at applied
+	entries uint64 // entries applied
+	// ids is the counter in entry ids: entries applied, plus the entries of
+	// every tx part prepared (counted again when committed), so that an id
+	// is never given twice and replay gives the same ones.
+	ids    uint64
+	lastAt int64 // largest created_at applied or prepared
+
+	// txs are the parts of cross-shard atomic batches prepared here and not
+	// yet resolved (tx.go); parked maps each of their products to its part.
+	txs    map[uint64]*txPart
+	parked map[string]*txPart
+	// committing is set while commitTx applies a part's entries: they were
+	// written when prepared, so they are checked against their product's
+	// time, not the shard's.
+	committing bool
+	// collect is the part whose entries the replay is reading; outcomes are
+	// the txs the replayed log resolved (true: committed), and maxTx the
+	// largest tx it names: the engine resolves what is left in doubt.
+	collect  *txPart
+	outcomes map[uint64]bool
+	maxTx    uint64
 	cont    continuation
 	// keysFrom is the oldest created_at whose idempotency key apply keeps:
 	// replay sets it to the start of the retention window, so that keys
@@ -146,6 +165,9 @@ func newState(shard int, retention int64, seeds [2]maphash.Seed) *State {
 		seeds:     seeds,
 		ages:      idemAges{span: retention / 64},
 		products:  make(map[string]*product),
+		txs:       make(map[uint64]*txPart),
+		parked:    make(map[string]*txPart),
+		outcomes:  make(map[uint64]bool),
 	}
 }
 
@@ -285,7 +307,7 @@ func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error
 	if op.Type == TypeReserve {
 		e.ExpiresAt = now + op.TTLSeconds*1e9
 	}
-	e.ID = makeID(now, s.shard, s.entries)
+	e.ID = makeID(now, s.shard, s.ids)
 	out = append(out, e)
 	if op.Type == TypeCommit && q < h.qty {
 		rest := Entry{
@@ -300,7 +322,7 @@ func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error
 			Origin:        OriginContinuation,
 		}
 		rest.Delta, rest.OnHand, rest.Reserved = effect(TypeRelease, rest.Quantity, e.OnHand, e.Reserved)
-		rest.ID = makeID(now, s.shard, s.entries+1)
+		rest.ID = makeID(now, s.shard, s.ids+1)
 		out = append(out, rest)
 	}
 	return out, outcome{}, nil
@@ -387,7 +409,7 @@ func (s *State) expire(now int64, skip func(productID string) bool, out []Entry)
 		Origin:        OriginExpiry,
 	}
 	e.Delta, e.OnHand, e.Reserved = effect(TypeRelease, h.qty, p.onHand, p.reserved)
-	e.ID = makeID(now, s.shard, s.entries)
+	e.ID = makeID(now, s.shard, s.ids)
 	return append(out, e), true
 }
 
@@ -467,6 +489,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	p.onHand, p.reserved, p.version, p.updatedAt = e.OnHand, e.Reserved, e.Version, e.CreatedAt
 	p.locs = append(p.locs, loc)
 	s.entries++
+	s.ids++
 	s.lastAt = max(s.lastAt, e.CreatedAt)
 	return nil
 }
@@ -484,6 +507,9 @@ func (s *State) beginReplay(keysFrom int64) {
 // reservation, and readies s for live requests. A reservation id reserved
 // twice (settled, then reserved again) is found only here, and is an error.
 func (s *State) endReplay() error {
+	if s.collect != nil {
+		return fmt.Errorf("the log ends inside the entries prepared by tx %d", s.collect.tx)
+	}
 	s.idem.load(&s.loading, nil)
 	s.resv.each(func(k hkey, r resvRecord) { s.settled.add(k, r) })
 	s.resv = table[resvRecord]{}
@@ -528,8 +554,16 @@ func (s *State) check(e *Entry, p *product) (hkey, resvRecord, error) {
 	if e.Reserved < 0 || (e.OnHand-e.Reserved < 0 && !skipStockCheck) || e.OnHand > StockMax {
 		return k, r, fmt.Errorf("balance out of range: on_hand %d reserved %d", e.OnHand, e.Reserved)
 	}
-	if e.CreatedAt < s.lastAt {
+	switch {
+	case s.committing:
+		// Written when prepared, before entries applied since.
+		if p != nil && e.CreatedAt < p.updatedAt {
+			return k, r, fmt.Errorf("created_at %d before the product's last %d", e.CreatedAt, p.updatedAt)
+		}
+	case e.CreatedAt < s.lastAt:
 		return k, r, fmt.Errorf("created_at %d before the shard's last %d", e.CreatedAt, s.lastAt)
+	case s.isParked(e.ProductID):
+		return k, r, fmt.Errorf("the product is held by tx %d, which is not resolved", s.parked[e.ProductID].tx)
 	}
 	if e.IdempotencyKey != "" && (e.Origin != OriginRequest || e.Fingerprint == 0) {
 		return k, r, fmt.Errorf("idempotency key on an entry the service wrote")
@@ -612,7 +646,7 @@ func (s *State) reservation(productID, reservationID string) (resvRecord, bool) 
 // touched. Journal locators are not copied.
 func (s *State) fork(ops []Op) *State {
 	f := newState(s.shard, s.retention, s.seeds)
-	f.entries, f.lastAt = s.entries, s.lastAt
+	f.entries, f.ids, f.lastAt = s.entries, s.ids, s.lastAt
 	for i := range ops {
 		op := &ops[i]
 		if p := s.products[op.ProductID]; p != nil && f.products[op.ProductID] == nil {

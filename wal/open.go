@@ -215,7 +215,29 @@ func (s *scanner) scanSegment(seg segment, last bool) (int, error) {
 		s.rep.RepairOffset, s.rep.RepairCutBytes = int64(pos), int64(len(data)-pos)
 		return pos, nil
 	}
+	if last && len(data) > 0 {
+		// After a crash of the process (not of the machine) the tail may
+		// hold blocks written and never fsynced, which the replay has just
+		// read and the service will act on: make them durable first, so
+		// that a power cut later cannot take back what was replayed.
+		if err := syncFile(seg.path); err != nil {
+			return 0, err
+		}
+	}
 	return len(data), nil
+}
+
+// syncFile fsyncs the file at path.
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("wal: sync %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: sync %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // replay hands the records of a valid block at byte offset off in seg to fn.
