@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -386,33 +385,6 @@ func pathID(v string) string {
 		return u
 	}
 	return v // malformed escapes: invalid as an id anyway
-}
-
-// readBody reads the whole body into b, refusing one over limit: at once
-// by Content-Length, or while reading a chunked body.
-func readBody(r *http.Request, limit int64, b []byte) ([]byte, *shard.Error) {
-	if r.ContentLength > limit {
-		return b, tooLarge(limit)
-	}
-	if r.ContentLength > int64(cap(b)) {
-		b = make([]byte, 0, r.ContentLength)
-	}
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Body.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if int64(len(b)) > limit {
-			return b, tooLarge(limit)
-		}
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, invalid("reading the body: " + err.Error())
-		}
-	}
 }
 
 func tooLarge(limit int64) *shard.Error {

@@ -31,6 +31,12 @@ type Config struct {
 	// Logger receives internal errors only (panics, unexpected errors); there
 	// are no per-request logs. Default: discard.
 	Logger *slog.Logger
+	// BodyBytesInflightMax bounds the bytes of request-body buffers that
+	// all requests together hold while their bodies are read and decoded
+	// (see bodyBuf); a body whose next buffer would pass it is refused at
+	// once with 503 overloaded. 0 means BodyBytesInflightDefault; otherwise
+	// it must be at least BodyBytesInflightMin.
+	BodyBytesInflightMax int64
 }
 
 // Server timeouts set on the returned Echo's Server, for callers that start
@@ -73,6 +79,7 @@ type server struct {
 	engine *shard.Engine
 	log    *slog.Logger
 	m      *httpMetrics
+	bodies bodyBudget
 }
 
 // New returns an Echo that serves the API of API.md on cfg.Engine. The
@@ -88,11 +95,20 @@ func New(cfg Config) (*echo.Echo, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m, err := newHTTPMetrics(cfg.Registry)
+	switch {
+	case cfg.BodyBytesInflightMax == 0:
+		cfg.BodyBytesInflightMax = BodyBytesInflightDefault
+	case cfg.BodyBytesInflightMax < BodyBytesInflightMin:
+		return nil, fmt.Errorf("httpapi: Config.BodyBytesInflightMax %d is below %d, one whole batch",
+			cfg.BodyBytesInflightMax, BodyBytesInflightMin)
+	}
+	s := &server{engine: cfg.Engine, log: cfg.Logger}
+	s.bodies.max = cfg.BodyBytesInflightMax
+	m, err := newHTTPMetrics(cfg.Registry, &s.bodies)
 	if err != nil {
 		return nil, err
 	}
-	s := &server{engine: cfg.Engine, log: cfg.Logger, m: m}
+	s.m = m
 
 	e := echo.New()
 	e.HideBanner = true
@@ -247,7 +263,7 @@ type obsKey struct {
 	code          int
 }
 
-func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
+func newHTTPMetrics(reg prometheus.Registerer, bodies *bodyBudget) (*httpMetrics, error) {
 	m := &httpMetrics{duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "inventory_http_request_duration_seconds",
 		Help: "Time from routing a request to writing its answer, by route pattern, method and status code.",
@@ -255,8 +271,14 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 		// few ms); the top buckets catch stalls.
 		Buckets: prometheus.ExponentialBuckets(100e-6, 2, 17),
 	}, []string{"route", "method", "code"})}
-	if err := reg.Register(m.duration); err != nil {
-		return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "inventory_http_body_inflight_bytes",
+		Help: "Bytes of request-body buffers held by requests whose bodies are being read or decoded; bounded by Config.BodyBytesInflightMax (--inflight-body-bytes).",
+	}, func() float64 { return float64(bodies.used.Load()) })
+	for _, c := range []prometheus.Collector{m.duration, inflight} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+		}
 	}
 	m.children.Store(&map[obsKey]prometheus.Observer{})
 	return m, nil

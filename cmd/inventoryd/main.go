@@ -56,6 +56,8 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	// MaxHeaderBytes bounds the request line and headers.
 	MaxHeaderBytes int
+	// InflightBodyBytes bounds the request bodies held at once (httpapi.Config.BodyBytesInflightMax).
+	InflightBodyBytes int64
 }
 
 // parse reads flags, then INVENTORY_* variables for the flags not given.
@@ -79,6 +81,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 2*time.Minute, "time an idle keep-alive connection stays open")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 8*time.Second, "time to finish requests in flight on SIGTERM")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers")
+	fs.Int64Var(&c.InflightBodyBytes, "inflight-body-bytes", httpapi.BodyBytesInflightDefault, "bytes of request bodies all requests together may hold while they are read (>= 4194304, one batch); past it: 503 overloaded")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: inventoryd [flags]\n\nServes the inventory ledger HTTP API. Every flag can also be set by an\nenvironment variable: --data-dir is INVENTORY_DATA_DIR, and so on.\n\n")
 		fs.PrintDefaults()
@@ -127,6 +130,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxHeaderBytes < 4<<10 {
 		errs = append(errs, errors.New("max header bytes must be at least 4096"))
+	}
+	if c.InflightBodyBytes < httpapi.BodyBytesInflightMin {
+		errs = append(errs, fmt.Errorf("inflight body bytes must be at least %d, one whole batch", httpapi.BodyBytesInflightMin))
 	}
 	c.Engine.BlockBytesMax = 4 << 20
 	c.WAL.BlockBytesMax = c.Engine.BlockBytesMax
@@ -187,7 +193,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	handler, err := httpapi.New(httpapi.Config{Engine: engine, Registry: reg, Logger: log})
+	handler, err := httpapi.New(httpapi.Config{Engine: engine, Registry: reg, Logger: log, BodyBytesInflightMax: cfg.InflightBodyBytes})
 	if err != nil {
 		return err
 	}
