@@ -12,11 +12,13 @@ import (
 )
 
 // withConfig returns a second API on ts's engine, configured by cfg (its
-// Engine and Registry are filled in).
+// Engine is filled in, and its Registry if nil).
 func withConfig(ts *testServer, cfg Config) *testServer {
 	ts.t.Helper()
 	cfg.Engine = ts.eng
-	cfg.Registry = prometheus.NewRegistry()
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
 	e, err := New(cfg)
 	if err != nil {
 		ts.t.Fatal(err)

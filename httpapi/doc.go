@@ -30,6 +30,9 @@
 //     application/problem+json.
 //
 // Every request is timed into inventory_http_request_duration_seconds by
-// route pattern, method and status. A panic is logged with its stack and
-// answered 500 internal_error.
+// route pattern, method and status. Every refusal answered is counted once
+// in inventory_rejections_total by code, here and nowhere else: in
+// writeProblem, and for the refused ops inside a non-atomic batch's 200 in
+// postBatch. A panic is logged with its stack and answered 500
+// internal_error.
 package httpapi

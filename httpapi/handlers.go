@@ -185,11 +185,12 @@ func (s *server) postBatch(c echo.Context) error {
 		return err
 	}
 	status := http.StatusOK
-	if b.atomic {
-		for i := range results {
-			if !results[i].Replayed {
-				status = http.StatusCreated
-			}
+	for i := range results {
+		switch {
+		case results[i].Err != nil:
+			s.m.rejected(results[i].Err.Code) // a refused op inside the 200
+		case b.atomic && !results[i].Replayed:
+			status = http.StatusCreated
 		}
 	}
 	return s.respond(c, sc, status, func(w encoder) {

@@ -208,7 +208,9 @@ func (s *server) handleError(err error, c echo.Context) {
 }
 
 // writeProblem answers err as application/problem+json with its code's
-// status, and Retry-After where the code has one.
+// status, and Retry-After where the code has one. It is the one place that
+// counts a refused request in inventory_rejections_total (postBatch counts
+// the refused ops inside a non-atomic batch's 200).
 func (s *server) writeProblem(c echo.Context, err *shard.Error) {
 	if c.Response().Committed {
 		return
@@ -217,6 +219,7 @@ func (s *server) writeProblem(c echo.Context, err *shard.Error) {
 	if _, ok := problems[err.Code]; !ok {
 		s.log.Error("error code missing from the problem table", "code", string(err.Code), "detail", err.Detail)
 	}
+	s.m.rejected(err.Code)
 	h := c.Response().Header()
 	h["Content-Type"] = hdrProblem
 	h["Cache-Control"] = hdrNoStore
@@ -251,11 +254,14 @@ func (s *server) write(c echo.Context, status int, body []byte) {
 
 // httpMetrics holds the request-duration histogram and its children,
 // resolved once per (route, method, code) and kept in a copy-on-write map so
-// that the hot path is one lock-free map read.
+// that the hot path is one lock-free map read, and the rejection counters.
 type httpMetrics struct {
 	duration *prometheus.HistogramVec
 	mu       sync.Mutex // serialises additions to children
 	children atomic.Pointer[map[obsKey]prometheus.Observer]
+	// rejections has a counter for every code of the problem table,
+	// resolved in newHTTPMetrics and only read afterwards.
+	rejections map[shard.Code]prometheus.Counter
 }
 
 type obsKey struct {
@@ -275,13 +281,32 @@ func newHTTPMetrics(reg prometheus.Registerer, bodies *bodyBudget) (*httpMetrics
 		Name: "inventory_http_body_inflight_bytes",
 		Help: "Bytes of request-body buffers held by requests whose bodies are being read or decoded; bounded by Config.BodyBytesInflightMax (--inflight-body-bytes).",
 	}, func() float64 { return float64(bodies.used.Load()) })
-	for _, c := range []prometheus.Collector{m.duration, inflight} {
+	rejections := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "inventory_rejections_total",
+		Help: "Refusals answered, by problem code: every problem document the API sends (a whole request refused, /readyz's 503 included) plus every refused op inside a non-atomic batch's 200. An atomic batch refused counts once.",
+	}, []string{"code"})
+	m.rejections = make(map[shard.Code]prometheus.Counter, len(problems))
+	for c := range problems {
+		m.rejections[c] = rejections.WithLabelValues(string(c))
+	}
+	for _, c := range []prometheus.Collector{m.duration, inflight, rejections} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 		}
 	}
 	m.children.Store(&map[obsKey]prometheus.Observer{})
 	return m, nil
+}
+
+// rejected counts one refusal with code; a code missing from the problem
+// table (our bug, logged by writeProblem) counts as internal_error, as it is
+// answered.
+func (m *httpMetrics) rejected(code shard.Code) {
+	c, ok := m.rejections[code]
+	if !ok {
+		c = m.rejections[codeInternal]
+	}
+	c.Inc()
 }
 
 // methods are the method label values; any other method is "other", so a

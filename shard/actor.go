@@ -461,7 +461,6 @@ func (a *actor) do(op *Op, res *opResult, now int64) {
 	switch {
 	case err != nil:
 		res.err = err
-		a.m.rejected(err.Code)
 	case out.replayOf != 0:
 		res.replayOf = out.replayOf
 		a.m.replays.Inc()
@@ -476,7 +475,6 @@ func (a *actor) do(op *Op, res *opResult, now int64) {
 func (a *actor) writeAtomic(r *request, now int64) {
 	if i, err := a.dryRun(r.ops, now); err != nil {
 		r.err = err.withIndex(r.index[i])
-		a.m.rejected(err.Code)
 		return
 	}
 	a.applyAll(r, now)
@@ -521,7 +519,6 @@ func (a *actor) applyAll(r *request, now int64) {
 func (a *actor) prepare(r *request, now int64) {
 	if i, err := a.dryRun(r.ops, now); err != nil {
 		r.err = err.withIndex(r.index[i])
-		a.m.rejected(err.Code)
 		return
 	}
 	if r.evalOnly {

@@ -206,7 +206,6 @@ func (e *Engine) leave() { e.inflight.Add(-1) }
 // send queues r on shard i and waits for its answer.
 func (e *Engine) send(ctx context.Context, i int, r *request) *Error {
 	if !e.actors[i].submit(r) {
-		e.m.shards[i].rejected(CodeOverloaded)
 		return errOverloaded
 	}
 	return e.wait(ctx, i, r)
@@ -317,7 +316,6 @@ func (e *Engine) looseBatch(ctx context.Context, ops []Op, results []Result) {
 	parts := e.split(ops, results)
 	for s, r := range parts {
 		if !e.actors[s].submit(r) {
-			e.m.shards[s].rejected(CodeOverloaded)
 			r.err = errOverloaded
 			close(r.done)
 		}
