@@ -12,12 +12,17 @@
 //     chunked body is cut off at the limit while it is read.
 //  3. Query and headers: no query parameters; Idempotency-Key, If-Match and
 //     X-Actor are parsed strictly (400 on anything off-format).
-//  4. Body: decoded strictly, JSON or msgpack by Content-Type, by a reader
-//     that knows the schema: exact field names, no unknown or duplicate
-//     fields, no type conversions, integers without fraction or exponent,
-//     nothing after the document. Schema errors are 400 for the whole
-//     request; values out of range are left to shard.Op.Validate, so that
-//     in a non-atomic batch they are that op's 400.
+//  4. Body: read into pooled buffers that grow with the bytes that arrive,
+//     never sized from Content-Length; all bodies being read or decoded
+//     share one budget (Config.BodyBytesInflightMax), and a body whose next
+//     buffer would pass it is 503 overloaded at once. Decoded strictly,
+//     JSON or msgpack by Content-Type, by a reader that knows the schema:
+//     exact field names, no unknown or duplicate fields, no type
+//     conversions, integers without fraction or exponent, nothing after the
+//     document. Schema errors are 400 for the whole request; values out of
+//     range are left to shard.Op.Validate, so that in a non-atomic batch
+//     they are that op's 400. The buffer goes back once the body is
+//     decoded: the ops hold copies of their strings.
 //  5. Engine: Write or Batch, which validates the op, checks idempotency,
 //     the expected version and stock, and answers after the fsync.
 //  6. Answer: encoded by hand (encodeEntry, encodeStock, ...) into a pooled
@@ -25,6 +30,9 @@
 //     application/problem+json.
 //
 // Every request is timed into inventory_http_request_duration_seconds by
-// route pattern, method and status. A panic is logged with its stack and
-// answered 500 internal_error.
+// route pattern, method and status. Every refusal answered is counted once
+// in inventory_rejections_total by code, here and nowhere else: in
+// writeProblem, and for the refused ops inside a non-atomic batch's 200 in
+// postBatch. A panic is logged with its stack and answered 500
+// internal_error.
 package httpapi

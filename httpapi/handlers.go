@@ -14,7 +14,7 @@ import (
 // readers and the response encoders. It is pooled so that decoding and
 // encoding allocate nothing of their own on the hot path.
 type scratch struct {
-	body []byte
+	body bodyBuf
 	jr   jsonReader
 	mr   msgpackReader
 	je   jsonEncoder
@@ -22,55 +22,56 @@ type scratch struct {
 }
 
 var scratchPool = sync.Pool{New: func() any {
-	return &scratch{body: make([]byte, 0, 1024), je: jsonEncoder{b: make([]byte, 0, 4096)}}
+	return &scratch{je: jsonEncoder{b: make([]byte, 0, 4096)}}
 }}
 
 func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
-// put returns sc to the pool, unless a buffer grew past bufBytesMax (a long
-// history page, a large batch), which is left to the GC rather than pinned.
+// put releases the body (see doneReading) and returns sc to the pool,
+// unless a buffer grew past bufBytesMax (a long history page, a large
+// batch), which is left to the GC rather than pinned.
 func (sc *scratch) put() {
-	if cap(sc.body) > bufBytesMax || cap(sc.je.b) > bufBytesMax || cap(sc.me.b) > bufBytesMax ||
-		cap(sc.jr.scratch) > bufBytesMax {
+	sc.doneReading()
+	if cap(sc.je.b) > bufBytesMax || cap(sc.me.b) > bufBytesMax || cap(sc.jr.scratch) > bufBytesMax {
 		return
 	}
-	sc.jr.b, sc.mr.b = nil, nil
 	scratchPool.Put(sc)
 }
 
-// readBody reads the request body (see readBody) into sc.body.
-func (sc *scratch) readBody(r *http.Request, limit int64) *shard.Error {
-	b, err := readBody(r, limit, sc.body[:0])
-	sc.body = b
-	return err
-}
-
-// request reads r's body, at most limit bytes, and returns a reader of the
-// format its Content-Type names.
-func (sc *scratch) request(r *http.Request, limit int64) (reader, *shard.Error) {
+// request reads r's body, at most limit bytes, against budget (see
+// bodyBuf), and returns a reader of the format its Content-Type names.
+func (sc *scratch) request(r *http.Request, limit int64, budget *bodyBudget) (reader, *shard.Error) {
 	f, err := bodyFormat(r.Header)
 	if err != nil {
 		return nil, err
 	}
-	if err := sc.readBody(r, limit); err != nil {
+	if err := sc.body.read(r.Body, limit, budget); err != nil {
 		return nil, err
 	}
 	return sc.reader(f)
 }
 
+// doneReading gives the body's buffer back once it is decoded: the decoded
+// ops hold copies of their strings, so the engine's wait and the answer
+// take no body memory.
+func (sc *scratch) doneReading() {
+	sc.jr.b, sc.mr.b = nil, nil
+	sc.body.release()
+}
+
 // reader returns a reader of format f over the body, refusing an empty one.
 func (sc *scratch) reader(f format) (reader, *shard.Error) {
 	if f == formatMsgpack {
-		if len(sc.body) == 0 {
+		if len(sc.body.b) == 0 {
 			return nil, invalid("the request body is empty")
 		}
-		sc.mr.reset(sc.body)
+		sc.mr.reset(sc.body.b)
 		return &sc.mr, nil
 	}
-	if isBlank(sc.body) {
+	if isBlank(sc.body.b) {
 		return nil, invalid("the request body is empty")
 	}
-	sc.jr.reset(sc.body)
+	sc.jr.reset(sc.body.b)
 	return &sc.jr, nil
 }
 
@@ -130,13 +131,14 @@ func (s *server) postTransaction(c echo.Context) error {
 	}
 	sc := getScratch()
 	defer sc.put()
-	rd, err := sc.request(r, writeBytesMax)
+	rd, err := sc.request(r, writeBytesMax, &s.bodies)
 	if err != nil {
 		return err
 	}
 	if err := decodeWrite(rd, &op); err != nil {
 		return err
 	}
+	sc.doneReading()
 	res, err := s.engine.Write(r.Context(), op)
 	if err != nil {
 		return err
@@ -169,7 +171,7 @@ func (s *server) postBatch(c echo.Context) error {
 	}
 	sc := getScratch()
 	defer sc.put()
-	rd, err := sc.request(r, batchBytesMax)
+	rd, err := sc.request(r, batchBytesMax, &s.bodies)
 	if err != nil {
 		return err
 	}
@@ -177,16 +179,18 @@ func (s *server) postBatch(c echo.Context) error {
 	if err := decodeBatch(rd, who, &b); err != nil {
 		return err
 	}
+	sc.doneReading()
 	results, err := s.engine.Batch(r.Context(), b.ops, b.atomic)
 	if err != nil {
 		return err
 	}
 	status := http.StatusOK
-	if b.atomic {
-		for i := range results {
-			if !results[i].Replayed {
-				status = http.StatusCreated
-			}
+	for i := range results {
+		switch {
+		case results[i].Err != nil:
+			s.m.rejected(results[i].Err.Code) // a refused op inside the 200
+		case b.atomic && !results[i].Replayed:
+			status = http.StatusCreated
 		}
 	}
 	return s.respond(c, sc, status, func(w encoder) {

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -49,8 +48,15 @@ const (
 
 // isMsgpack reports whether media type t (without parameters) is msgpack.
 func isMsgpack(t string) bool {
-	return strings.EqualFold(t, mediaMsgpack) || strings.EqualFold(t, "application/x-msgpack") ||
-		strings.EqualFold(t, "application/vnd.msgpack")
+	typ, sub, ok := strings.Cut(t, "/")
+	return ok && strings.EqualFold(typ, "application") && isMsgpackSubtype(sub)
+}
+
+// isMsgpackSubtype reports whether application/sub is msgpack: its
+// registered name or one of the two names in use before it.
+func isMsgpackSubtype(sub string) bool {
+	return strings.EqualFold(sub, "msgpack") || strings.EqualFold(sub, "x-msgpack") ||
+		strings.EqualFold(sub, "vnd.msgpack")
 }
 
 // bodyFormat returns the format of the request body from Content-Type:
@@ -87,54 +93,150 @@ func bodyFormat(h http.Header) (format, *shard.Error) {
 	return f, nil
 }
 
-// responseFormat picks the response encoding from Accept: msgpack when a
-// msgpack type is acceptable (q > 0) and application/json is not preferred
-// over it; JSON otherwise, including when nothing listed is available
-// (RFC 9110 allows that instead of 406). Problems are always JSON.
+// responseFormat picks the response encoding from Accept, negotiated as
+// RFC 9110 §12.5.1 says: each of our two representations takes the q of the
+// most specific media range that matches it (application/json or a msgpack
+// type, then application/*, then */*); q=0 means "not acceptable"; a range
+// whose q is malformed is unusable and ignored. The msgpack aliases count as
+// one type, and a type listed more than once takes its lowest q.
+//
+// msgpack is chosen only when a msgpack type is named with q > 0 and JSON's
+// q is not higher (a tie goes to msgpack, which the client went out of its
+// way to name). Everything else gets JSON, the default: an Accept without a
+// msgpack type, and one that makes nothing acceptable (RFC 9110 allows that
+// instead of 406). Problems are always JSON.
 func responseFormat(h http.Header) format {
 	v := h["Accept"]
 	if len(v) == 0 {
 		return formatJSON
 	}
-	has := false
+	named := false
 	for _, s := range v {
-		if strings.Contains(s, "msgpack") {
-			has = true
+		if containsFold(s, "msgpack") {
+			named = true
 		}
 	}
-	if !has {
+	if !named {
 		return formatJSON
 	}
-	qMsgpack, qJSON := 0.0, 0.0
+	var m, j acceptRank
 	for _, s := range v {
 		for s != "" {
 			var r string
 			r, s, _ = strings.Cut(s, ",")
 			t, params, _ := strings.Cut(r, ";")
-			t = strings.TrimSpace(t)
-			q := 1.0
-			for params != "" {
-				var p string
-				p, params, _ = strings.Cut(params, ";")
-				name, value, _ := strings.Cut(p, "=")
-				if strings.EqualFold(strings.TrimSpace(name), "q") {
-					if f, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil && f >= 0 && f <= 1 {
-						q = f
-					}
-				}
+			q, ok := weight(params)
+			if !ok {
+				continue
+			}
+			typ, sub, ok := strings.Cut(strings.TrimSpace(t), "/")
+			if !ok {
+				continue
 			}
 			switch {
-			case isMsgpack(t):
-				qMsgpack = max(qMsgpack, q)
-			case strings.EqualFold(t, mediaJSON):
-				qJSON = max(qJSON, q)
+			case typ == "*" && sub == "*":
+				m.match(rangeAny, q)
+				j.match(rangeAny, q)
+			case strings.EqualFold(typ, "application") && sub == "*":
+				m.match(rangeType, q)
+				j.match(rangeType, q)
+			case strings.EqualFold(typ, "application") && isMsgpackSubtype(sub):
+				m.match(rangeExact, q)
+			case strings.EqualFold(typ, "application") && strings.EqualFold(sub, "json"):
+				j.match(rangeExact, q)
 			}
 		}
 	}
-	if qMsgpack > 0 && qMsgpack >= qJSON {
+	if m.specific == rangeExact && m.q > 0 && m.q >= j.q {
 		return formatMsgpack
 	}
 	return formatJSON
+}
+
+// Specificity of the media range that set a representation's q.
+const (
+	rangeNone  = iota // no range matched: not acceptable
+	rangeAny          // */*
+	rangeType         // application/*
+	rangeExact        // the type itself
+)
+
+// acceptRank is the q of one representation, in thousandths, and how
+// specific the range that set it was.
+type acceptRank struct {
+	specific int
+	q        int
+}
+
+// match records a range of specificity sp and weight q that matches: a more
+// specific range replaces what less specific ones said; among equally
+// specific ones the lowest q counts, so a refusal is never outvoted.
+func (a *acceptRank) match(sp, q int) {
+	switch {
+	case sp > a.specific:
+		a.specific, a.q = sp, q
+	case sp == a.specific:
+		a.q = min(a.q, q)
+	}
+}
+
+// weight returns the q parameter among a media range's parameters, in
+// thousandths (1000 if absent), and ok false if it is malformed or
+// repeated. RFC 9110 §12.4.2: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [
+// "." 0*3("0") ] ).
+func weight(params string) (int, bool) {
+	q, seen := 1000, false
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		name, value, _ := strings.Cut(p, "=")
+		if !strings.EqualFold(strings.TrimSpace(name), "q") {
+			continue
+		}
+		if seen {
+			return 0, false
+		}
+		seen = true
+		var ok bool
+		if q, ok = parseQ(strings.TrimSpace(value)); !ok {
+			return 0, false
+		}
+	}
+	return q, true
+}
+
+// parseQ parses a qvalue into thousandths.
+func parseQ(s string) (int, bool) {
+	if s == "" || s[0] != '0' && s[0] != '1' {
+		return 0, false
+	}
+	q := int(s[0]-'0') * 1000
+	if len(s) == 1 {
+		return q, true
+	}
+	frac := s[1:]
+	if frac[0] != '.' || len(frac) > 4 {
+		return 0, false
+	}
+	for i, scale := 1, 100; i < len(frac); i, scale = i+1, scale/10 {
+		c := frac[i]
+		if c < '0' || c > '9' || q == 1000 && c != '0' {
+			return 0, false
+		}
+		q += int(c-'0') * scale
+	}
+	return q, true
+}
+
+// containsFold reports whether s contains the lower-case ASCII word sub,
+// in any case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // singleHeader returns the one value of header name, or ok false if absent;
@@ -283,33 +385,6 @@ func pathID(v string) string {
 		return u
 	}
 	return v // malformed escapes: invalid as an id anyway
-}
-
-// readBody reads the whole body into b, refusing one over limit: at once
-// by Content-Length, or while reading a chunked body.
-func readBody(r *http.Request, limit int64, b []byte) ([]byte, *shard.Error) {
-	if r.ContentLength > limit {
-		return b, tooLarge(limit)
-	}
-	if r.ContentLength > int64(cap(b)) {
-		b = make([]byte, 0, r.ContentLength)
-	}
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Body.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if int64(len(b)) > limit {
-			return b, tooLarge(limit)
-		}
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, invalid("reading the body: " + err.Error())
-		}
-	}
 }
 
 func tooLarge(limit int64) *shard.Error {

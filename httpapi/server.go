@@ -31,6 +31,12 @@ type Config struct {
 	// Logger receives internal errors only (panics, unexpected errors); there
 	// are no per-request logs. Default: discard.
 	Logger *slog.Logger
+	// BodyBytesInflightMax bounds the bytes of request-body buffers that
+	// all requests together hold while their bodies are read and decoded
+	// (see bodyBuf); a body whose next buffer would pass it is refused at
+	// once with 503 overloaded. 0 means BodyBytesInflightDefault; otherwise
+	// it must be at least BodyBytesInflightMin.
+	BodyBytesInflightMax int64
 }
 
 // Server timeouts set on the returned Echo's Server, for callers that start
@@ -73,6 +79,7 @@ type server struct {
 	engine *shard.Engine
 	log    *slog.Logger
 	m      *httpMetrics
+	bodies bodyBudget
 }
 
 // New returns an Echo that serves the API of API.md on cfg.Engine. The
@@ -88,11 +95,20 @@ func New(cfg Config) (*echo.Echo, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m, err := newHTTPMetrics(cfg.Registry)
+	switch {
+	case cfg.BodyBytesInflightMax == 0:
+		cfg.BodyBytesInflightMax = BodyBytesInflightDefault
+	case cfg.BodyBytesInflightMax < BodyBytesInflightMin:
+		return nil, fmt.Errorf("httpapi: Config.BodyBytesInflightMax %d is below %d, one whole batch",
+			cfg.BodyBytesInflightMax, BodyBytesInflightMin)
+	}
+	s := &server{engine: cfg.Engine, log: cfg.Logger}
+	s.bodies.max = cfg.BodyBytesInflightMax
+	m, err := newHTTPMetrics(cfg.Registry, &s.bodies)
 	if err != nil {
 		return nil, err
 	}
-	s := &server{engine: cfg.Engine, log: cfg.Logger, m: m}
+	s.m = m
 
 	e := echo.New()
 	e.HideBanner = true
@@ -192,7 +208,9 @@ func (s *server) handleError(err error, c echo.Context) {
 }
 
 // writeProblem answers err as application/problem+json with its code's
-// status, and Retry-After where the code has one.
+// status, and Retry-After where the code has one. It is the one place that
+// counts a refused request in inventory_rejections_total (postBatch counts
+// the refused ops inside a non-atomic batch's 200).
 func (s *server) writeProblem(c echo.Context, err *shard.Error) {
 	if c.Response().Committed {
 		return
@@ -201,6 +219,7 @@ func (s *server) writeProblem(c echo.Context, err *shard.Error) {
 	if _, ok := problems[err.Code]; !ok {
 		s.log.Error("error code missing from the problem table", "code", string(err.Code), "detail", err.Detail)
 	}
+	s.m.rejected(err.Code)
 	h := c.Response().Header()
 	h["Content-Type"] = hdrProblem
 	h["Cache-Control"] = hdrNoStore
@@ -235,11 +254,14 @@ func (s *server) write(c echo.Context, status int, body []byte) {
 
 // httpMetrics holds the request-duration histogram and its children,
 // resolved once per (route, method, code) and kept in a copy-on-write map so
-// that the hot path is one lock-free map read.
+// that the hot path is one lock-free map read, and the rejection counters.
 type httpMetrics struct {
 	duration *prometheus.HistogramVec
 	mu       sync.Mutex // serialises additions to children
 	children atomic.Pointer[map[obsKey]prometheus.Observer]
+	// rejections has a counter for every code of the problem table,
+	// resolved in newHTTPMetrics and only read afterwards.
+	rejections map[shard.Code]prometheus.Counter
 }
 
 type obsKey struct {
@@ -247,7 +269,7 @@ type obsKey struct {
 	code          int
 }
 
-func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
+func newHTTPMetrics(reg prometheus.Registerer, bodies *bodyBudget) (*httpMetrics, error) {
 	m := &httpMetrics{duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "inventory_http_request_duration_seconds",
 		Help: "Time from routing a request to writing its answer, by route pattern, method and status code.",
@@ -255,11 +277,36 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 		// few ms); the top buckets catch stalls.
 		Buckets: prometheus.ExponentialBuckets(100e-6, 2, 17),
 	}, []string{"route", "method", "code"})}
-	if err := reg.Register(m.duration); err != nil {
-		return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "inventory_http_body_inflight_bytes",
+		Help: "Bytes of request-body buffers held by requests whose bodies are being read or decoded; bounded by Config.BodyBytesInflightMax (--inflight-body-bytes).",
+	}, func() float64 { return float64(bodies.used.Load()) })
+	rejections := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "inventory_rejections_total",
+		Help: "Refusals answered, by problem code: every problem document the API sends (a whole request refused, /readyz's 503 included) plus every refused op inside a non-atomic batch's 200. An atomic batch refused counts once.",
+	}, []string{"code"})
+	m.rejections = make(map[shard.Code]prometheus.Counter, len(problems))
+	for c := range problems {
+		m.rejections[c] = rejections.WithLabelValues(string(c))
+	}
+	for _, c := range []prometheus.Collector{m.duration, inflight, rejections} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+		}
 	}
 	m.children.Store(&map[obsKey]prometheus.Observer{})
 	return m, nil
+}
+
+// rejected counts one refusal with code; a code missing from the problem
+// table (our bug, logged by writeProblem) counts as internal_error, as it is
+// answered.
+func (m *httpMetrics) rejected(code shard.Code) {
+	c, ok := m.rejections[code]
+	if !ok {
+		c = m.rejections[codeInternal]
+	}
+	c.Inc()
 }
 
 // methods are the method label values; any other method is "other", so a

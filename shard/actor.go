@@ -594,7 +594,6 @@ func (a *actor) do(op *Op, res *opResult, now int64) {
 	switch {
 	case err != nil:
 		res.err = err
-		a.m.rejected(err.Code)
 	case out.replayOf != 0:
 		res.replayOf = out.replayOf
 		a.cur.replays++
@@ -609,7 +608,6 @@ func (a *actor) do(op *Op, res *opResult, now int64) {
 func (a *actor) writeAtomic(r *request, now int64) {
 	if _, _, i, err := a.dryRun(r.ops, now); err != nil {
 		r.err = err.withIndex(r.index[i])
-		a.m.rejected(err.Code)
 		return
 	}
 	a.applyAll(r, now)
@@ -664,7 +662,6 @@ func (a *actor) prepare(r *request, now int64) {
 	results, entries, i, err := a.dryRun(r.ops, now)
 	if err != nil {
 		r.err = err.withIndex(r.index[i])
-		a.m.rejected(err.Code)
 		return
 	}
 	r.results = results

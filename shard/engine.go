@@ -348,7 +348,6 @@ func (e *Engine) leave() { e.inflight.Add(-1) }
 // send queues r on shard i and waits for its answer.
 func (e *Engine) send(ctx context.Context, i int, r *request) *Error {
 	if !e.actors[i].submit(r) {
-		e.m.shards[i].rejected(CodeOverloaded)
 		return errOverloaded
 	}
 	return e.wait(ctx, i, r)
@@ -459,7 +458,6 @@ func (e *Engine) looseBatch(ctx context.Context, ops []Op, results []Result) {
 	parts := e.split(ops, results)
 	for s, r := range parts {
 		if !e.actors[s].submit(r) {
-			e.m.shards[s].rejected(CodeOverloaded)
 			r.err = errOverloaded
 			close(r.done)
 		}
@@ -576,7 +574,6 @@ func (e *Engine) tryTx(ops []Op, results []Result, shards []int, parts map[int]*
 		r := parts[s]
 		r.kind, r.tx, r.shards = reqPrepare, tx, shards
 		if !e.actors[s].submit(r) {
-			e.m.shards[s].rejected(CodeOverloaded)
 			states[k] = partNotSent
 		}
 	}

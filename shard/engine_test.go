@@ -612,7 +612,7 @@ func TestMetricsRegistered(t *testing.T) {
 		}
 	}
 	for name, min := range map[string]float64{
-		"inventory_transactions_total": 3, "inventory_rejections_total": 1, "inventory_idempotent_replays_total": 1,
+		"inventory_transactions_total": 3, "inventory_idempotent_replays_total": 1,
 		"inventory_wal_fsync_duration_seconds": 1, "inventory_wal_batch_entries": 1, "inventory_shard_queue_depth": 0,
 		"inventory_reservations_active": 0, "inventory_reservations_expired_total": 1, "inventory_replay_duration_seconds": 0,
 	} {

@@ -11,7 +11,6 @@ import (
 // once, here, so that the hot path only increments.
 type metrics struct {
 	transactions *prometheus.CounterVec
-	rejections   *prometheus.CounterVec
 	replays      prometheus.Counter
 	expired      prometheus.Counter
 	fsync        *prometheus.HistogramVec
@@ -30,7 +29,6 @@ type metrics struct {
 // shardMetrics are one shard's children, used only by its actor.
 type shardMetrics struct {
 	byType       [typeEnd]prometheus.Counter
-	byCode       map[Code]prometheus.Counter
 	replays      prometheus.Counter
 	expired      prometheus.Counter
 	fsync        prometheus.Observer
@@ -41,18 +39,12 @@ type shardMetrics struct {
 	activeHolds  atomic.Int64
 }
 
-func (m *shardMetrics) rejected(code Code) { m.byCode[code].Inc() }
-
 func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *metrics {
 	m := &metrics{
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "inventory_transactions_total",
 			Help: "Ledger entries appended, by type.",
 		}, []string{"type"}),
-		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "inventory_rejections_total",
-			Help: "Requests refused, by error code.",
-		}, []string{"code"}),
 		replays: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "inventory_idempotent_replays_total",
 			Help: "Writes answered with the original response of their idempotency key.",
@@ -102,7 +94,6 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 	for i := 0; i < shards; i++ {
 		label := strconv.Itoa(i)
 		sm := &shardMetrics{
-			byCode:       make(map[Code]prometheus.Counter, len(Codes)),
 			replays:      m.replays,
 			expired:      m.expired,
 			fsync:        m.fsync.WithLabelValues(label),
@@ -114,16 +105,13 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 		for _, t := range Types {
 			sm.byType[t] = m.transactions.WithLabelValues(t.String())
 		}
-		for _, c := range Codes {
-			sm.byCode[c] = m.rejections.WithLabelValues(string(c))
-		}
 		m.shards = append(m.shards, sm)
 	}
 	if reg == nil {
 		return m
 	}
 	depthVec := prometheus.NewDesc("inventory_shard_queue_depth", "Requests waiting in the shard's queue, those waiting for a product parked by an atomic batch included.", []string{"shard"}, nil)
-	reg.MustRegister(m.transactions, m.rejections, m.replays, m.expired, m.fsync,
+	reg.MustRegister(m.transactions, m.replays, m.expired, m.fsync,
 		m.batchEntries, m.failed, m.writeRetries, m.stalled, txs, m.replay, m.replayed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "inventory_reservations_active",

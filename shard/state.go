@@ -52,7 +52,7 @@ type State struct {
 	collect  *txPart
 	outcomes map[uint64]bool
 	maxTx    uint64
-	cont    continuation
+	cont     continuation
 	// keysFrom is the oldest created_at whose idempotency key apply keeps:
 	// replay sets it to the start of the retention window, so that keys
 	// already out of it cost neither time nor memory; live it is 0.

@@ -58,6 +58,9 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	// MaxHeaderBytes bounds the request line and headers.
 	MaxHeaderBytes int
+	// InflightBodyBytes bounds the request bodies held at once
+	// (httpapi.Config.BodyBytesInflightMax).
+	InflightBodyBytes int64
 	// MaxConns bounds the API's open connections; unset, it is derived
 	// from the descriptor limit (see descriptorBudget).
 	MaxConns autoInt
@@ -107,6 +110,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 8*time.Second, "time to finish requests in flight on SIGTERM")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers")
 	fs.Var(&c.MaxConns, "max-conns", fmt.Sprintf("open API connections at most; further clients wait in the listen backlog (auto: what RLIMIT_NOFILE leaves after the shards, at most %d)", maxConnsAuto))
+	fs.Int64Var(&c.InflightBodyBytes, "inflight-body-bytes", httpapi.BodyBytesInflightDefault, "bytes of request bodies all requests together may hold while they are read (>= 4194304, one batch); past it: 503 overloaded")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: inventoryd [flags]\n\nServes the inventory ledger HTTP API. Every flag can also be set by an\nenvironment variable: --data-dir is INVENTORY_DATA_DIR, and so on.\n\n")
 		fs.PrintDefaults()
@@ -148,6 +152,8 @@ const (
 	retentionMax = 365 * 24 * time.Hour
 	// headerBytesMax bounds what one slow client can make the server hold.
 	headerBytesMax = 1 << 20
+	// inflightBodyBytesMax: bodies in flight are heap the process holds.
+	inflightBodyBytesMax = 16 << 30
 	// maxConnsAuto caps the derived connection limit: each connection costs
 	// a goroutine and buffers (about 10 KiB).
 	maxConnsAuto = 16384
@@ -171,6 +177,9 @@ func (c *Config) checkFlags() []error {
 		if f.v < f.min || f.v > f.max {
 			errs = append(errs, fmt.Errorf("--%s must be %d to %d, got %d", f.name, f.min, f.max, f.v))
 		}
+	}
+	if b := c.InflightBodyBytes; b < httpapi.BodyBytesInflightMin || b > inflightBodyBytesMax {
+		errs = append(errs, fmt.Errorf("--inflight-body-bytes must be %d (one whole batch) to %d, got %d", httpapi.BodyBytesInflightMin, int64(inflightBodyBytesMax), b))
 	}
 	if c.MaxConns.set && c.MaxConns.v < 1 {
 		errs = append(errs, fmt.Errorf("--max-conns must be at least 1, got %d", c.MaxConns.v))
@@ -278,7 +287,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	handler, err := httpapi.New(httpapi.Config{Engine: engine, Registry: reg, Logger: log})
+	handler, err := httpapi.New(httpapi.Config{Engine: engine, Registry: reg, Logger: log, BodyBytesInflightMax: cfg.InflightBodyBytes})
 	if err != nil {
 		return err
 	}
