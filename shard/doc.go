@@ -28,16 +28,66 @@
 // On one shard, an atomic batch is decided and applied on a scratch fork of
 // the state first (State.fork) and on the live state only if every op
 // passes; its entries go into one WAL block, so a crash keeps all or none.
-// Across shards the Engine runs two phases: it prepares each shard in
-// ascending order (a dry run that, on success, parks the ops' products: a
-// request touching a parked product waits in its shard until the batch
-// resolves, so no one observes tentative state or is refused because of it;
-// the waiting requests count against the shard's queue),
-// then tells every shard to commit, or aborts. The global order rules out
-// deadlock. A crash between the shards' commits can leave the batch durable
-// on some shards only; its ops carry their idempotency keys, so a retry of
-// the batch completes it (applied ops replay), and holds it made expire by
-// TTL if no retry comes.
+//
+// Across shards the batch is a tx, numbered by the engine (past every tx in
+// the logs at start-up). Each shard keeps its part in its own log only, so
+// that each log can later be replicated on its own:
+//
+//  1. The coordinator (Engine.atomicBatch) sends every participant its part
+//     at once. The shard dry-runs it on a fork; if every op passes, it puts
+//     a PREPARE record (tx, participants, entry count) and the part's
+//     entries, decided but not applied, into its current flight, parks the
+//     products, and answers when that flight is durable: one fsync, in the
+//     shard's normal group commit, in parallel with the other shards.
+//  2. The tx is committed exactly when every participant's PREPARE is
+//     durable. The coordinator then tells each participant to apply its
+//     part, which unparks the products and puts a COMMIT record in the next
+//     flight (nobody waits for it), and answers the client.
+//  3. A part refused by a rule aborts the tx: the prepared parts are dropped
+//     and write an ABORT record. A part whose product another tx has parked
+//     is refused at once, never queued, so no tx waits while it holds
+//     products (no deadlock); the coordinator retries the tx after a short
+//     random backoff until Config.TxTimeout, then answers overloaded.
+//  4. A participant that failed (journal error) or did not answer within
+//     TxTimeout may still get its PREPARE onto the disk. Before answering,
+//     the coordinator makes an ABORT durable on a prepared participant, and
+//     answers unavailable: nothing of the batch applies. If no participant
+//     can record it, the answer says the outcome is known after a restart.
+//
+// While a product is parked, requests that touch it wait in its shard (and
+// count against its queue); nothing tentative is ever read, and a request
+// after the client's answer sees the tx (the commit message is queued before
+// the answer goes out). Recovery reads the logs with the same rule:
+//
+//   - replay collects a PREPARE's entries without applying them, parks their
+//     products (an entry on a parked product before the outcome is
+//     corruption), applies them at their COMMIT and drops them at their
+//     ABORT;
+//   - a tx still in doubt after every shard has replayed is committed if
+//     some participant's log has its COMMIT, or if every participant's log
+//     has its PREPARE and none has its ABORT; otherwise it is aborted. Every
+//     shard reaches the same answer from the same logs, and the first flight
+//     writes it down. wal.Open fsyncs the replayed tail first, so a power cut
+//     after a process crash cannot take back a PREPARE recovery counted.
+//
+// The crash cases, for a tx over shards A and B (TestTxCrashPoints, with
+// TestTxRandomCrashes and the cmd/inventoryd crash loop):
+//
+//	crash point                                      logs after it          outcome
+//	before either PREPARE is durable                 -                      aborted; the client had no answer
+//	after A's PREPARE fsync, before B's              A: P                   aborted (B has no P)
+//	after both PREPARE fsyncs (client maybe told)    A: P, B: P             committed
+//	after A's COMMIT record, before B's              A: P C, B: P           committed
+//	after both COMMIT records                        A: P C, B: P C         committed (nothing in doubt)
+//	B timed out or failed; A's ABORT durable         A: P X, B: P or -      aborted; the client got 503
+//	B refused a rule or a parked product             A: P (X), B: -         aborted; the client got the refusal
+//	during recovery, before its COMMIT/ABORT records as before recovery     the same outcome again
+//	during replay                                    unchanged              the same outcome again
+//
+// Costs: one PREPARE record per part and one COMMIT or ABORT record, each a
+// few bytes, in flights the shard writes anyway; no fsync of its own. A
+// retry with the same idempotency keys after an unknown outcome replays
+// every op (200) if the tx applied, and is evaluated afresh if it did not.
 //
 // # Memory
 //

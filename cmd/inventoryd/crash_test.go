@@ -20,6 +20,7 @@ type call struct {
 	status          int      // 0: no answer (the server died): outcome unknown
 	ids             []string // entry ids of a 2xx answer
 	problem         string   // the body of a 4xx or 5xx answer
+	batch           []string // an atomic batch's idempotency keys
 }
 
 // send posts c and records the answer; a transport error leaves status 0.
@@ -86,7 +87,7 @@ func TestCrashLoop(t *testing.T) {
 		c.send(client, s.url)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	var acked []*call
+	var acked, batches []*call
 	for k := 0; k < kills; k++ {
 		var mu sync.Mutex
 		var calls []*call
@@ -121,11 +122,15 @@ func TestCrashLoop(t *testing.T) {
 							c.body = fmt.Sprintf(`{"type":"RELEASE","reservation_id":%q}`, hid)
 						}
 					default:
+						// A cart that also restocks and takes stock away,
+						// across shards: all of it or none, whatever the kill.
 						c.path, c.key = "/v1/batch", ""
 						c.body = fmt.Sprintf(`{"atomic":true,"ops":[`+
 							`{"product_id":"p%d","type":"RESERVE","quantity":1,"reservation_id":"%s-a","idempotency_key":"%s-a"},`+
-							`{"product_id":"p%d","type":"RESERVE","quantity":1,"reservation_id":"%s-b","idempotency_key":"%s-b"}]}`,
-							r.IntN(products), key, key, r.IntN(products), key, key)
+							`{"product_id":"p%d","type":"ADD","quantity":2,"idempotency_key":"%s-b"},`+
+							`{"product_id":"p%d","type":"REMOVE","quantity":1,"idempotency_key":"%s-c"}]}`,
+							r.IntN(products), key, key, r.IntN(products), key, r.IntN(products), key)
+						c.batch = []string{key + "-a", key + "-b", key + "-c"}
 					}
 					c.send(client, s.url)
 					mu.Lock()
@@ -145,6 +150,11 @@ func TestCrashLoop(t *testing.T) {
 		close(stop)
 		wg.Wait()
 		s = start(t, dir)
+		for _, c := range calls {
+			if c.batch != nil {
+				batches = append(batches, c)
+			}
+		}
 
 		// Every acknowledged write replays with its original entries, and
 		// every write whose answer was lost resolves to one application.
@@ -177,9 +187,26 @@ func TestCrashLoop(t *testing.T) {
 	// Every acknowledged entry is in its ledger exactly once, at one version,
 	// and every ledger adds up.
 	seen := map[string]int{}
+	keys := map[string]bool{}
 	for p := 0; p < products; p++ {
 		for _, e := range ledger(t, s, fmt.Sprintf("p%d", p)) {
 			seen[e.ID]++
+			keys[e.IdempotencyKey] = true
+		}
+	}
+	// Every atomic batch, answered or not, is wholly in the ledger or
+	// wholly out.
+	half := 0
+	for _, c := range batches {
+		n := 0
+		for _, k := range c.batch {
+			if keys[k] {
+				n++
+			}
+		}
+		if n != 0 && n != len(c.batch) {
+			half++
+			t.Errorf("atomic batch %v half applied: %d of %d ops (answer %d %s)", c.batch, n, len(c.batch), c.status, c.problem)
 		}
 	}
 	n := 0
@@ -191,7 +218,7 @@ func TestCrashLoop(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d kills, %d acknowledged writes, %d entries checked", kills, len(acked), n)
+	t.Logf("%d kills, %d acknowledged writes, %d entries checked, %d atomic batches of which %d half applied", kills, len(acked), n, len(batches), half)
 }
 
 type ledgerEntry struct {
@@ -203,6 +230,8 @@ type ledgerEntry struct {
 	OnHand        int64  `json:"on_hand"`
 	Reserved      int64  `json:"reserved"`
 	Version       int64  `json:"version"`
+	// IdempotencyKey is empty for entries the service wrote itself.
+	IdempotencyKey string `json:"idempotency_key"`
 }
 
 // ledger reads a product's whole ledger and checks DESIGN.md's invariants
