@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,9 +46,30 @@ type server struct {
 	cmd  *exec.Cmd
 	url  string
 	dir  string
-	logs *bytes.Buffer
+	logs *logBuffer
 	done chan error
 }
+
+// logBuffer collects a server's output; safe to read while it writes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// listening is the address the server logs that it listens on.
+var listening = regexp.MustCompile(`msg=starting addr=(\S+)`)
 
 func freePort(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -58,12 +80,14 @@ func freePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// start runs inventoryd on dir and waits until it is ready.
+// start runs inventoryd on dir and waits until it is ready. The server
+// picks its own port (--addr 127.0.0.1:0) and the test reads it from the
+// start-up log: a port chosen here could be taken by another test process
+// before the server binds it, and the test would then talk to that one.
 func start(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
-	addr := freePort(t)
-	s := &server{t: t, url: "http://" + addr, dir: dir, logs: &bytes.Buffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(binary, append([]string{"--addr", addr, "--data-dir", dir, "--shards", "4"}, args...)...)
+	s := &server{t: t, dir: dir, logs: &logBuffer{}, done: make(chan error, 1)}
+	s.cmd = exec.Command(binary, append([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--shards", "4"}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -77,12 +101,25 @@ func start(t testing.TB, dir string, args ...string) *server {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(s.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
+		if s.url == "" {
+			if m := listening.FindStringSubmatch(s.logs.String()); m != nil {
+				s.url = "http://" + m[1]
 			}
+		}
+		if s.url != "" {
+			resp, err := http.Get(s.url + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return s
+				}
+			}
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			t.Fatalf("inventoryd exited: %v; logs:\n%s", err, s.logs)
+		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("not ready after 20s; logs:\n%s", s.logs)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -118,9 +117,8 @@ func TestBadFlags(t *testing.T) {
 // write too, without a restart.
 func TestDescriptorExhaustion(t *testing.T) {
 	dir := t.TempDir()
-	addr := freePort(t)
-	s := &server{t: t, url: "http://" + addr, dir: dir, logs: &bytes.Buffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command("sh", "-c", `ulimit -n 160 && exec "$0" "$@"`, binary, "--addr", addr, "--data-dir", dir,
+	s := &server{t: t, dir: dir, logs: &logBuffer{}, done: make(chan error, 1)}
+	s.cmd = exec.Command("sh", "-c", `ulimit -n 160 && exec "$0" "$@"`, binary, "--addr", "127.0.0.1:0", "--data-dir", dir,
 		"--shards", "2", "--segment-bytes", "65536", "--read-header-timeout", "60s")
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
@@ -136,6 +134,7 @@ func TestDescriptorExhaustion(t *testing.T) {
 	// One keep-alive connection, accepted before the flood, does the writes.
 	writer := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
 	waitReady(t, writer, s)
+	addr := strings.TrimPrefix(s.url, "http://")
 
 	var flood []net.Conn
 	defer func() {
@@ -234,7 +233,10 @@ func metric(t *testing.T, s *server, name string) float64 {
 func waitReady(t *testing.T, c *http.Client, s *server) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for get(t, c, s.url+"/readyz") != 200 {
+	for s.url == "" || get(t, c, s.url+"/readyz") != 200 {
+		if m := listening.FindStringSubmatch(s.logs.String()); m != nil {
+			s.url = "http://" + m[1]
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("not ready after 20s; logs:\n%s", s.logs)
 		}
