@@ -150,11 +150,17 @@ func TestCrashLoop(t *testing.T) {
 		close(stop)
 		wg.Wait()
 		s = start(t, dir)
+		// Before any retry (a retry with the same keys would complete a
+		// half-applied batch), each atomic batch of this round is wholly
+		// in the ledgers or wholly out.
+		var round []*call
 		for _, c := range calls {
 			if c.batch != nil {
-				batches = append(batches, c)
+				round = append(round, c)
 			}
 		}
+		halfApplied(t, fmt.Sprintf("kill %d", k), s, products, round)
+		batches = append(batches, round...)
 
 		// Every acknowledged write replays with its original entries, and
 		// every write whose answer was lost resolves to one application.
@@ -187,28 +193,12 @@ func TestCrashLoop(t *testing.T) {
 	// Every acknowledged entry is in its ledger exactly once, at one version,
 	// and every ledger adds up.
 	seen := map[string]int{}
-	keys := map[string]bool{}
 	for p := 0; p < products; p++ {
 		for _, e := range ledger(t, s, fmt.Sprintf("p%d", p)) {
 			seen[e.ID]++
-			keys[e.IdempotencyKey] = true
 		}
 	}
-	// Every atomic batch, answered or not, is wholly in the ledger or
-	// wholly out.
-	half := 0
-	for _, c := range batches {
-		n := 0
-		for _, k := range c.batch {
-			if keys[k] {
-				n++
-			}
-		}
-		if n != 0 && n != len(c.batch) {
-			half++
-			t.Errorf("atomic batch %v half applied: %d of %d ops (answer %d %s)", c.batch, n, len(c.batch), c.status, c.problem)
-		}
-	}
+	half := halfApplied(t, "at the end", s, products, batches)
 	n := 0
 	for _, c := range acked {
 		for _, id := range c.ids {
@@ -219,6 +209,32 @@ func TestCrashLoop(t *testing.T) {
 		}
 	}
 	t.Logf("%d kills, %d acknowledged writes, %d entries checked, %d atomic batches of which %d half applied", kills, len(acked), n, len(batches), half)
+}
+
+// halfApplied reports every atomic batch of batches that is neither wholly
+// in the ledgers of the products nor wholly out, and returns how many.
+func halfApplied(t *testing.T, when string, s *server, products int, batches []*call) int {
+	t.Helper()
+	keys := map[string]bool{}
+	for p := 0; p < products; p++ {
+		for _, e := range ledger(t, s, fmt.Sprintf("p%d", p)) {
+			keys[e.IdempotencyKey] = true
+		}
+	}
+	half := 0
+	for _, c := range batches {
+		n := 0
+		for _, k := range c.batch {
+			if keys[k] {
+				n++
+			}
+		}
+		if n != 0 && n != len(c.batch) {
+			half++
+			t.Errorf("%s: atomic batch %v half applied: %d of %d ops (answer %d %s)", when, c.batch, n, len(c.batch), c.status, c.problem)
+		}
+	}
+	return half
 }
 
 type ledgerEntry struct {
