@@ -39,6 +39,20 @@
 // the batch completes it (applied ops replay), and holds it made expire by
 // TTL if no retry comes.
 //
+// # Time
+//
+// The actor reads Config.Clock once per batch and passes the value in:
+// entries are stamped with it (created_at, and a hold's expires_at), holds
+// expire by it and idempotency keys are forgotten by it. Within a process
+// the default clock is the wall time taken at start plus the time elapsed
+// since, measured by the monotonic clock, so that a step of the wall clock
+// (NTP, an operator) neither expires holds early nor forgets a key that a
+// retry seconds later still needs, and a step back does not stall time.
+// What is persisted is wall time: at a restart the clock starts again from
+// the wall clock, deadlines and timestamps replayed keep their meaning, and
+// created_at stays monotonic within a shard (the actor never stamps below
+// the last created_at it replayed).
+//
 // # Memory
 //
 // Per product: its balances (64 B), its map slot and id, and 8 B per ledger
