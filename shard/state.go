@@ -131,6 +131,7 @@ type continuation struct {
 	pending bool
 	version int64
 	rest    int64
+	loc     uint64 // the COMMIT's journal locator, for a replay that ends before the RELEASE
 }
 
 // NewState returns the empty state of shard number shard, remembering
@@ -436,7 +437,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 		}
 	case TypeCommit:
 		if rest := s.holds.at(int32(r.settle)).qty - e.Quantity; rest > 0 {
-			s.cont = continuation{pending: true, version: e.Version + 1, rest: rest}
+			s.cont = continuation{pending: true, version: e.Version + 1, rest: rest, loc: loc}
 		}
 		s.settle(k, r, StateCommitted, e.Version)
 	case TypeRelease:
@@ -481,9 +482,17 @@ func (s *State) beginReplay(keysFrom int64) {
 }
 
 // endReplay indexes the idempotency keys the replay kept and every
-// reservation, and readies s for live requests. A reservation id reserved
-// twice (settled, then reserved again) is found only here, and is an error.
+// reservation, and readies s for live requests. Two corruptions are found
+// only here, and are errors: a log that ends with a partial COMMIT without
+// the RELEASE of the rest (the two are written in one block, so no crash
+// leaves one without the other; live, the next entry would fail check), and
+// a reservation id reserved twice (settled, then reserved again).
 func (s *State) endReplay() error {
+	if c := &s.cont; c.pending {
+		return fmt.Errorf("record at %#x: the log ends with a partial COMMIT (version %d of product %q) "+
+			"without the RELEASE of the %d it leaves held, which is written in the same block: "+
+			"the log was cut inside a block or is corrupt", c.loc, c.version-1, s.productAt(c.version-1, c.loc), c.rest)
+	}
 	s.idem.load(&s.loading, nil)
 	s.resv.each(func(k hkey, r resvRecord) { s.settled.add(k, r) })
 	s.resv = table[resvRecord]{}
@@ -496,6 +505,17 @@ func (s *State) endReplay() error {
 	})
 	s.keysFrom, s.replaying = 0, false
 	return err
+}
+
+// productAt returns the id of the product whose entry of version v is at
+// journal locator loc, or "" (for an error message: it scans every product).
+func (s *State) productAt(v int64, loc uint64) string {
+	for id, p := range s.products {
+		if p.version >= v && v >= 1 && p.locs[v-1] == loc {
+			return id
+		}
+	}
+	return ""
 }
 
 // check returns why e cannot follow the current state of its product p, or
