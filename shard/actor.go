@@ -337,7 +337,7 @@ func (a *actor) wait(now int64) time.Duration {
 	d := time.Second
 	// A due hold on a parked product waits for its batch to resolve, which
 	// arrives as a message and wakes the actor: no need to poll for it.
-	if at, product, ok := a.state.nextExpiry(); ok && !(at <= now && a.isParked(product)) {
+	if at, ok := a.state.nextExpiry(now, a.isParked); ok {
 		d = min(d, time.Duration(at-now))
 	}
 	return max(d, time.Millisecond)

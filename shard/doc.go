@@ -34,7 +34,10 @@
 // resolves, so no one observes tentative state or is refused because of it;
 // the waiting requests count against the shard's queue),
 // then tells every shard to commit, or aborts. The global order rules out
-// deadlock. A crash between the shards' commits can leave the batch durable
+// deadlock. While a product is parked its due holds do not expire (the
+// batch may commit them): they wait out of the expiry heap and expire as
+// soon as it is unparked, while the holds of other products expire on
+// time. A crash between the shards' commits can leave the batch durable
 // on some shards only; its ops carry their idempotency keys, so a retry of
 // the batch completes it (applied ops replay), and holds it made expire by
 // TTL if no retry comes.
@@ -59,10 +62,12 @@
 // entry (the locator of each version, so that a page of history or an
 // idempotent replay reads only the entries it returns). Per reservation
 // ever made: 32 B in the reservation index (ids are never reused, so they
-// are kept). Per active hold: 56 B plus its heap slot. Per idempotency key
-// inside the retention window: 56 B (its index slot and its place in the
-// age queue). The indexes are cuckoo tables (table.go) that stay 66-88%
-// full; after a replay, both indexes start 80% full (table.load). At the
-// end of a replay each idempotency key and reservation also takes 64 B for
-// a moment: collected in log order, then sorted by part for the bulk load.
+// are kept). Per active hold: 56 B plus its heap slot (or, while it is due
+// and its product parked, its place among the holds set aside). Per
+// idempotency key inside the retention window: 56 B (its index slot and its
+// place in the age queue). The indexes are cuckoo tables (table.go) that
+// stay 66-88% full; after a replay, both indexes start 80% full
+// (table.load). At the end of a replay each idempotency key and
+// reservation also takes 64 B for a moment: collected in log order, then
+// sorted by part for the bulk load.
 package shard
