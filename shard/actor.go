@@ -359,7 +359,7 @@ func (a *actor) wait(now int64) time.Duration {
 	d := time.Second
 	// A due hold on a parked product waits for its batch to resolve, which
 	// arrives as a message and wakes the actor: no need to poll for it.
-	if at, product, ok := a.state.nextExpiry(); ok && !(at <= now && a.state.isParked(product)) {
+	if at, ok := a.state.nextExpiry(now, a.state.isParked); ok {
 		d = min(d, time.Duration(at-now))
 	}
 	return max(d, time.Millisecond)
@@ -379,11 +379,10 @@ func (a *actor) step() int64 {
 		a.clearBatch()
 		return now
 	}
-	if len(a.state.parked) == 0 {
-		// A prepared atomic batch may have dry-run a replay of a key that
-		// forgetting it now would turn into a new request at commit.
-		a.state.forget(now, a.cfg.ForgetPerBatchMax)
-	}
+	// Keys are forgotten on schedule, a parked product's too: a prepared tx
+	// part is applied at commit as it was decided, never decided again, so
+	// a replay it found stays a replay.
+	a.state.forget(now, a.cfg.ForgetPerBatchMax)
 	for i := 0; i < a.cfg.ExpirePerBatchMax && a.ops < a.cfg.BatchOpsMax+a.cfg.ExpirePerBatchMax; i++ {
 		n := len(a.entries)
 		var ok bool

@@ -44,7 +44,24 @@ type Config struct {
 	// BlockBytesMax is the journal's largest block (the records of one batch).
 	BlockBytesMax int
 
-	// Clock returns Unix nanoseconds; read once per batch. Default: time.Now.
+	// Clock returns Unix nanoseconds; read once per batch. It stamps entries
+	// (created_at, expires_at) and drives hold expiry and the retention of
+	// idempotency keys, so it must not jump: a step forward would expire
+	// holds early and forget keys that a retry seconds later still needs (a
+	// write applied twice); a step back stalls time until the clock catches
+	// up (the actor never goes below the last created_at).
+	//
+	// Default: the wall time read once, when the defaults are filled in,
+	// plus the time elapsed since, measured by the monotonic clock
+	// (steadyClock). Within a process a step of the wall clock (NTP, an
+	// operator) moves nothing; the service's time keeps the rate of the
+	// monotonic clock, which NTP slews, and differs from the wall clock by
+	// the steps made since the start (and, on Linux, by the time the
+	// machine was suspended, which the monotonic clock does not count: holds
+	// then expire that much later). A restart takes the wall time afresh:
+	// what is persisted stays wall time, and created_at stays monotonic
+	// within a shard across a step back because the actor never stamps
+	// below the last created_at it replayed.
 	Clock func() int64
 	// Logger receives start-up, replay and failure lines. Default: discard.
 	Logger *slog.Logger
@@ -87,11 +104,25 @@ func (c *Config) setDefaults() {
 		c.TxTimeout = TxTimeoutDefault
 	}
 	if c.Clock == nil {
-		c.Clock = func() int64 { return time.Now().UnixNano() }
+		start := time.Now()
+		c.Clock = steadyClock(
+			func() int64 { return time.Now().UnixNano() },
+			func() time.Duration { return time.Since(start) })
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// steadyClock returns a clock that reads wall (Unix nanoseconds) once, now,
+// and from then on adds what elapsed measures since that moment. With
+// elapsed monotonic (time.Since of a time.Time read with time.Now, which Go
+// measures on the monotonic clock), a step of the wall clock moves neither
+// hold deadlines nor the retention window: see Config.Clock. The sources
+// are parameters so that tests can step the wall clock.
+func steadyClock(wall func() int64, elapsed func() time.Duration) func() int64 {
+	start, from := wall(), elapsed()
+	return func() int64 { return start + int64(elapsed()-from) }
 }
 
 // Validate fills defaults and checks every limit and the relations between them.

@@ -57,7 +57,11 @@
 // While a product is parked, requests that touch it wait in its shard (and
 // count against its queue); nothing tentative is ever read, and a request
 // after the client's answer sees the tx (the commit message is queued before
-// the answer goes out). Recovery reads the logs with the same rule:
+// the answer goes out). Its due holds do not expire (the part's entries were
+// decided on its balances): they wait out of the expiry heap and expire as
+// soon as it is unparked, while the holds of other products expire on time.
+// Idempotency keys are forgotten on schedule, a parked product's too: a
+// prepared part is applied as it was decided, never decided again. Recovery reads the logs with the same rule:
 //
 //   - replay collects a PREPARE's entries without applying them, parks their
 //     products (an entry on a parked product before the outcome is
@@ -89,16 +93,32 @@
 // retry with the same idempotency keys after an unknown outcome replays
 // every op (200) if the tx applied, and is evaluated afresh if it did not.
 //
+// # Time
+//
+// The actor reads Config.Clock once per batch and passes the value in:
+// entries are stamped with it (created_at, and a hold's expires_at), holds
+// expire by it and idempotency keys are forgotten by it. Within a process
+// the default clock is the wall time taken at start plus the time elapsed
+// since, measured by the monotonic clock, so that a step of the wall clock
+// (NTP, an operator) neither expires holds early nor forgets a key that a
+// retry seconds later still needs, and a step back does not stall time.
+// What is persisted is wall time: at a restart the clock starts again from
+// the wall clock, deadlines and timestamps replayed keep their meaning, and
+// created_at stays monotonic within a shard (the actor never stamps below
+// the last created_at it replayed).
+//
 // # Memory
 //
 // Per product: its balances (64 B), its map slot and id, and 8 B per ledger
 // entry (the locator of each version, so that a page of history or an
 // idempotent replay reads only the entries it returns). Per reservation
 // ever made: 32 B in the reservation index (ids are never reused, so they
-// are kept). Per active hold: 56 B plus its heap slot. Per idempotency key
-// inside the retention window: 56 B (its index slot and its place in the
-// age queue). The indexes are cuckoo tables (table.go) that stay 66-88%
-// full; after a replay, both indexes start 80% full (table.load). At the
-// end of a replay each idempotency key and reservation also takes 64 B for
-// a moment: collected in log order, then sorted by part for the bulk load.
+// are kept). Per active hold: 56 B plus its heap slot (or, while it is due
+// and its product parked, its place among the holds set aside). Per
+// idempotency key inside the retention window: 56 B (its index slot and its
+// place in the age queue). The indexes are cuckoo tables (table.go) that
+// stay 66-88% full; after a replay, both indexes start 80% full
+// (table.load). At the end of a replay each idempotency key and
+// reservation also takes 64 B for a moment: collected in log order, then
+// sorted by part for the bulk load.
 package shard

@@ -175,3 +175,70 @@ func (s *slab) grow() int32 {
 	s.n++
 	return s.n - 1
 }
+
+// aside keeps items out of their queue while their product is parked by an
+// atomic batch (see actor.parked), grouped by product, until the product
+// is unparked. Groups are taken out in the order they were first set
+// aside, so that nothing depends on map order. The State uses it for due
+// holds, out of the expiry heap.
+type aside[T any] struct {
+	groups map[string][]T
+	order  []string // products with a group (maybe emptied by remove), each once
+	n      int
+}
+
+// add puts x in product's group and returns its place there.
+func (a *aside[T]) add(product string, x T) int {
+	if a.groups == nil {
+		a.groups = make(map[string][]T)
+	}
+	g, ok := a.groups[product]
+	if !ok {
+		a.order = append(a.order, product)
+	}
+	a.groups[product] = append(g, x)
+	a.n++
+	return len(g)
+}
+
+// remove drops the item at place i of product's group, moving the group's
+// last item into that place; it returns the moved item, and false if none
+// moved.
+func (a *aside[T]) remove(product string, i int) (T, bool) {
+	g := a.groups[product]
+	last := len(g) - 1
+	moved, ok := g[last], i != last
+	g[i] = moved
+	var zero T
+	g[last] = zero
+	a.groups[product] = g[:last]
+	a.n--
+	if !ok {
+		return zero, false
+	}
+	return moved, true
+}
+
+// take removes the groups of the products that parked does not report, in
+// the order they were first set aside, calling fn with each item in its
+// group's order.
+func (a *aside[T]) take(parked func(product string) bool, fn func(T)) {
+	if a.n == 0 && len(a.order) == 0 {
+		return
+	}
+	kept := a.order[:0]
+	for _, p := range a.order {
+		g := a.groups[p]
+		if len(g) > 0 && parked != nil && parked(p) {
+			kept = append(kept, p)
+			continue
+		}
+		delete(a.groups, p)
+		a.n -= len(g)
+		for _, x := range g {
+			fn(x)
+		}
+	}
+	clear(a.order[len(kept):])
+	a.order = kept
+}

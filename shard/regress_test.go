@@ -48,16 +48,38 @@ func TestFailedShardKeepsAnswering(t *testing.T) {
 // a cross-shard atomic batch that waits for shard 1's writer, held by its
 // journal.
 type parked struct {
-	e      *Engine
-	p      string
-	unhold func()      // releases shard 1's journal
-	done   chan *Error // the batch's outcome
+	e       *Engine
+	p       string
+	unhold  func()      // releases shard 1's journal
+	done    chan *Error // the batch's outcome
+	results []Result    // the batch's results, once done has received
 }
 
 func parkProduct(t *testing.T, cfg Config) *parked {
 	t.Helper()
+	k := startParking(t, cfg, nil)
+	time.Sleep(100 * time.Millisecond) // p is parked on shard 0
+	return k
+}
+
+// parkProductAfter is parkProduct with setup run once p and q have stock,
+// before the batch; the ops setup returns (on shard 0) come first in the
+// batch. It returns once p is parked (see waitParked).
+func parkProductAfter(t *testing.T, cfg Config, setup func(e *Engine, p string) []Op) *parked {
+	t.Helper()
+	k := startParking(t, cfg, setup)
+	k.waitParked(t)
+	return k
+}
+
+// startParking starts the batch of parkProduct, after setup if not nil.
+func startParking(t *testing.T, cfg Config, setup func(e *Engine, p string) []Op) *parked {
+	t.Helper()
 	js := shardtest.Journals(2)
 	cfg.Shards = 2
+	if cfg.TxTimeout == 0 {
+		cfg.TxTimeout = time.Minute // the batch waits for the test, not for a deadline
+	}
 	e := mustOpen(t, cfg, shardtest.Opener[Journal](js))
 	ctx := context.Background()
 	p, q := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
@@ -66,17 +88,48 @@ func parkProduct(t *testing.T, cfg Config) *parked {
 			t.Fatal(err)
 		}
 	}
+	var ops []Op
+	if setup != nil {
+		ops = setup(e, p)
+	}
 	started, unhold := js[1].Hold()
 	t.Cleanup(unhold)
 	k := &parked{e: e, p: p, unhold: unhold, done: make(chan *Error, 1)}
 	go e.Write(ctx, add(q, 1)) // holds shard 1's writer, so its prepare waits
 	<-started
 	go func() {
-		_, err := e.Batch(ctx, []Op{reserve(p, "r1", 1), reserve(q, "r1", 1)}, true)
+		res, err := e.Batch(ctx, append(ops, reserve(p, "r1", 1), reserve(q, "r1", 1)), true)
+		k.results = res
 		k.done <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // p is parked on shard 0
 	return k
+}
+
+// waitParked waits until p is parked on shard 0: a read of p then waits in
+// the shard, which nothing else does on it. A read answered first, before
+// p was parked, is sent again; the one that waits is answered once the
+// batch resolves.
+func (k *parked) waitParked(t *testing.T) {
+	t.Helper()
+	var answered chan struct{}
+	eventually(t, "the atomic batch parks "+k.p, func() bool {
+		if k.e.actors[0].waiting.Load() > 0 {
+			return true
+		}
+		select {
+		case <-answered:
+			answered = nil
+		default:
+		}
+		if answered == nil {
+			answered = make(chan struct{})
+			go func(done chan struct{}) {
+				k.e.Stock(context.Background(), k.p)
+				close(done)
+			}(answered)
+		}
+		return false
+	})
 }
 
 // release releases shard 1's journal and waits for the batch to resolve.

@@ -321,3 +321,64 @@ func TestReplayRejectsBrokenLogs(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayRejectsCommitWithoutItsRelease: a log that ends with a partial
+// COMMIT but not the RELEASE of the rest (written in the same block, so
+// only a cut inside a block or corruption leaves one) is refused at
+// start-up, naming the shard and the COMMIT's locator. It used to be
+// accepted, and the shard's first live entry then failed its check and
+// panicked the actor, at every start.
+func TestReplayRejectsCommitWithoutItsRelease(t *testing.T) {
+	p := productsOn(2, 1, 1)[0]
+	s := NewState(1, int64(RetentionDefault))
+	var log []Entry
+	for _, op := range []Op{add(p, 10), reserve(p, "r", 3), commit(p, "r", 1)} {
+		if op.Type == TypeReserve {
+			op.TTLSeconds = 900
+		}
+		out, _, err := s.decide(&op, t0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range out {
+			if err := s.apply(&out[i], 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		log = append(log, out...)
+	}
+	if len(log) != 4 || log[3].Origin != OriginContinuation {
+		t.Fatalf("the partial COMMIT wrote %d entries, want the COMMIT and the RELEASE of the rest", len(log)-2)
+	}
+	if _, err := replayEntries(s, log); err != nil {
+		t.Fatalf("the whole log: %v", err)
+	}
+	cut := log[:3]
+	const reason = "ends with a partial COMMIT (version 3 of product"
+	if _, err := replayEntries(s, cut); err == nil || !strings.Contains(err.Error(), reason) {
+		t.Errorf("replay of a log ending with a partial COMMIT: %v, want %q", err, reason)
+	}
+
+	// The engine refuses to start, names the shard and the record, serves
+	// nothing and closes the journal.
+	js := shardtest.Journals(2)
+	for i := range cut {
+		js[1].Append(EncodeEntry(&cut[i]))
+	}
+	e, oerr := Open(Config{Shards: 2}, shardtest.Opener[Journal](js))
+	if oerr != nil {
+		t.Fatal(oerr)
+	}
+	defer e.Close(context.Background())
+	err := e.Wait(context.Background())
+	want := fmt.Sprintf("replay shard 1: record at 0x3: the log %s %q)", reason, p)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("engine start on a log ending with a partial COMMIT: %v, want %q", err, want)
+	}
+	if _, serr := e.Stock(context.Background(), p); serr == nil || serr.Code != CodeUnavailable {
+		t.Errorf("stock after the refused replay: %v, want unavailable", serr)
+	}
+	if !js[1].Closed() {
+		t.Error("the journal of the refused replay was left open")
+	}
+}

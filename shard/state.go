@@ -10,8 +10,9 @@ import (
 // State is the in-memory state of one shard: the balances of its products,
 // its reservations and its idempotency keys. It is derived entirely from the
 // shard's ledger entries: apply is the only method that changes it (decide
-// only fills caches: the product and the keys it looked up last), and live
-// processing and WAL replay both go through apply.
+// only fills caches: the product and the keys it looked up last; expire and
+// nextExpiry only move the due holds of parked products out of the expiry
+// heap and back), and live processing and WAL replay both go through apply.
 //
 // State does no I/O and reads no clock: callers pass time in. It is owned by
 // one goroutine (the shard actor, or the replay before the actor starts).
@@ -28,8 +29,12 @@ type State struct {
 	holds slab    // active holds, indexed by resvRecord.settle
 	free  []int32 // free slab slots
 	heap  expiryHeap
-	idem  table[idemRecord]
-	ages  idemAges
+	// asideHolds holds the due holds of parked products, out of the heap
+	// until their product is unparked (see sortDue). A hold there has
+	// heapIdx -1-i, i its place in its product's group.
+	asideHolds aside[int32]
+	idem       table[idemRecord]
+	ages       idemAges
 
 	entries uint64 // entries applied
 	// ids is the counter in entry ids: entries applied, plus the entries of
@@ -135,7 +140,7 @@ type hold struct {
 	id        string
 	qty       int64
 	expiresAt int64
-	heapIdx   int32
+	heapIdx   int32 // place in State.heap; -1-i when set aside (State.asideHolds)
 }
 
 // idemRecord remembers the request an idempotency key applied (16 bytes).
@@ -150,6 +155,7 @@ type continuation struct {
 	pending bool
 	version int64
 	rest    int64
+	loc     uint64 // the COMMIT's journal locator, for a replay that ends before the RELEASE
 }
 
 // NewState returns the empty state of shard number shard, remembering
@@ -194,7 +200,7 @@ func (s *State) Stock(productID string) (Stock, bool) {
 func (s *State) Products() int { return len(s.products) }
 
 // ActiveHolds returns how many reservations are active.
-func (s *State) ActiveHolds() int { return len(s.heap) }
+func (s *State) ActiveHolds() int { return len(s.heap) + s.asideHolds.n }
 
 // Entries returns how many entries have been applied.
 func (s *State) Entries() uint64 { return s.entries }
@@ -383,17 +389,19 @@ func effect(t Type, q, onHand, reserved int64) (delta, onHandAfter, reservedAfte
 	panic(fmt.Sprintf("shard: effect of unknown type %d", t))
 }
 
-// expire computes the RELEASE of the earliest active hold if its deadline is
-// at or before now, appending it to out; ok is false when no hold is due.
-// skip reports products whose holds must wait (an atomic batch holds them):
-// when the earliest hold is one, expiry pauses until that batch resolves,
-// which keeps this O(log n) and delays other expiries by milliseconds.
+// expire computes the RELEASE of the earliest active hold that is due (its
+// deadline at or before now) and whose product skip does not report,
+// appending it to out; ok is false when there is none. skip reports the
+// products whose holds must wait (an atomic batch parked them): their due
+// holds are set aside, out of the heap, and expire in deadline order with
+// the others once skip no longer reports their product (see sortDue).
 func (s *State) expire(now int64, skip func(productID string) bool, out []Entry) ([]Entry, bool) {
+	s.sortDue(now, skip)
 	if len(s.heap) == 0 {
 		return out, false
 	}
 	h := s.holds.at(s.heap[0])
-	if h.expiresAt > now || (skip != nil && skip(h.productID)) {
+	if h.expiresAt > now {
 		return out, false
 	}
 	p := s.products[h.productID]
@@ -413,20 +421,57 @@ func (s *State) expire(now int64, skip func(productID string) bool, out []Entry)
 	return append(out, e), true
 }
 
+// sortDue readies the heap for expire at now: it puts back the holds set
+// aside for products that skip no longer reports, then sets aside every
+// due hold on top of the heap whose product skip reports, so that the top
+// of the heap is the earliest hold that expire may release. Each hold of a
+// parked product is set aside and put back at most once per parking, in
+// O(log n) each; skip is called once per group set aside and per due hold
+// set aside. It moves holds between the heap and asideHolds, which changes
+// no state that entries derive.
+func (s *State) sortDue(now int64, skip func(productID string) bool) {
+	s.asideHolds.take(skip, func(slot int32) { s.heap.push(&s.holds, slot) })
+	if skip == nil {
+		return
+	}
+	for len(s.heap) > 0 {
+		slot := s.heap[0]
+		h := s.holds.at(slot)
+		if h.expiresAt > now || !skip(h.productID) {
+			return
+		}
+		s.heap.remove(&s.holds, 0)
+		h.heapIdx = int32(-1 - s.asideHolds.add(h.productID, slot))
+	}
+}
+
 // NextDeadline returns the earliest expiry of an active hold, and false if
 // there is none.
 func (s *State) NextDeadline() (int64, bool) {
-	at, _, ok := s.nextExpiry()
+	at, ok := int64(0), false
+	if len(s.heap) > 0 {
+		at, ok = s.holds.at(s.heap[0]).expiresAt, true
+	}
+	for _, g := range s.asideHolds.groups {
+		for _, slot := range g {
+			if h := s.holds.at(slot); !ok || h.expiresAt < at {
+				at, ok = h.expiresAt, true
+			}
+		}
+	}
 	return at, ok
 }
 
-// nextExpiry returns the deadline and product of the earliest active hold.
-func (s *State) nextExpiry() (int64, string, bool) {
+// nextExpiry returns the deadline of the earliest active hold that expire
+// may release at now or later, given the products skip reports (see
+// sortDue): due holds of those products do not count, since they wait for
+// their product, not for time.
+func (s *State) nextExpiry(now int64, skip func(productID string) bool) (int64, bool) {
+	s.sortDue(now, skip)
 	if len(s.heap) == 0 {
-		return 0, "", false
+		return 0, false
 	}
-	h := s.holds.at(s.heap[0])
-	return h.expiresAt, h.productID, true
+	return s.holds.at(s.heap[0]).expiresAt, true
 }
 
 // apply adds one entry to the state; loc is where the journal stores it. It
@@ -458,7 +503,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 		}
 	case TypeCommit:
 		if rest := s.holds.at(int32(r.settle)).qty - e.Quantity; rest > 0 {
-			s.cont = continuation{pending: true, version: e.Version + 1, rest: rest}
+			s.cont = continuation{pending: true, version: e.Version + 1, rest: rest, loc: loc}
 		}
 		s.settle(k, r, StateCommitted, e.Version)
 	case TypeRelease:
@@ -504,11 +549,19 @@ func (s *State) beginReplay(keysFrom int64) {
 }
 
 // endReplay indexes the idempotency keys the replay kept and every
-// reservation, and readies s for live requests. A reservation id reserved
-// twice (settled, then reserved again) is found only here, and is an error.
+// reservation, and readies s for live requests. Two corruptions are found
+// only here, and are errors: a log that ends with a partial COMMIT without
+// the RELEASE of the rest (the two are written in one block, so no crash
+// leaves one without the other; live, the next entry would fail check), and
+// a reservation id reserved twice (settled, then reserved again).
 func (s *State) endReplay() error {
 	if s.collect != nil {
 		return fmt.Errorf("the log ends inside the entries prepared by tx %d", s.collect.tx)
+	}
+	if c := &s.cont; c.pending {
+		return fmt.Errorf("record at %#x: the log ends with a partial COMMIT (version %d of product %q) "+
+			"without the RELEASE of the %d it leaves held, which is written in the same block: "+
+			"the log was cut inside a block or is corrupt", c.loc, c.version-1, s.productAt(c.version-1, c.loc), c.rest)
 	}
 	s.idem.load(&s.loading, nil)
 	s.resv.each(func(k hkey, r resvRecord) { s.settled.add(k, r) })
@@ -522,6 +575,17 @@ func (s *State) endReplay() error {
 	})
 	s.keysFrom, s.replaying = 0, false
 	return err
+}
+
+// productAt returns the id of the product whose entry of version v is at
+// journal locator loc, or "" (for an error message: it scans every product).
+func (s *State) productAt(v int64, loc uint64) string {
+	for id, p := range s.products {
+		if p.version >= v && v >= 1 && p.locs[v-1] == loc {
+			return id
+		}
+	}
+	return ""
 }
 
 // check returns why e cannot follow the current state of its product p, or
@@ -613,7 +677,15 @@ func (s *State) allocHold(h hold) int32 {
 // settle ends the active hold of record r under key k.
 func (s *State) settle(k hkey, r resvRecord, st ReservationState, version int64) {
 	slot := int32(r.settle)
-	s.heap.remove(&s.holds, int(s.holds.at(slot).heapIdx))
+	if h := s.holds.at(slot); h.heapIdx >= 0 {
+		s.heap.remove(&s.holds, int(h.heapIdx))
+	} else {
+		// Set aside: an atomic batch that parked the product settles it.
+		i := int(-1 - h.heapIdx)
+		if moved, ok := s.asideHolds.remove(h.productID, i); ok {
+			s.holds.at(moved).heapIdx = int32(-1 - i)
+		}
+	}
 	*s.holds.at(slot) = hold{}
 	s.free = append(s.free, slot)
 	rec := resvRecord{meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version}
