@@ -538,6 +538,7 @@ func (e *Engine) atomicBatch(ctx context.Context, ops []Op, results []Result) *E
 			e.m.txConflicts.Inc()
 			return errConflict
 		}
+		e.m.txRetries.Inc()
 		time.Sleep(wait)
 		backoff = min(2*backoff, txRetryMax)
 		parts = e.split(ops, results)

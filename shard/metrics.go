@@ -21,6 +21,7 @@ type metrics struct {
 	txCommitted  prometheus.Counter
 	txAborted    prometheus.Counter
 	txConflicts  prometheus.Counter
+	txRetries    prometheus.Counter
 	replay       prometheus.Gauge
 	replayed     prometheus.Counter
 	shards       []*shardMetrics
@@ -91,6 +92,10 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 	m.txCommitted = txs.WithLabelValues("committed")
 	m.txAborted = txs.WithLabelValues("aborted")
 	m.txConflicts = txs.WithLabelValues("contention")
+	m.txRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "inventory_atomic_batch_retries_total",
+		Help: "Attempts of atomic batches spanning shards retried because a product was held by another batch.",
+	})
 	for i := 0; i < shards; i++ {
 		label := strconv.Itoa(i)
 		sm := &shardMetrics{
@@ -112,7 +117,7 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 	}
 	depthVec := prometheus.NewDesc("inventory_shard_queue_depth", "Requests waiting in the shard's queue, those waiting for a product parked by an atomic batch included.", []string{"shard"}, nil)
 	reg.MustRegister(m.transactions, m.replays, m.expired, m.fsync,
-		m.batchEntries, m.failed, m.writeRetries, m.stalled, txs, m.replay, m.replayed,
+		m.batchEntries, m.failed, m.writeRetries, m.stalled, txs, m.txRetries, m.replay, m.replayed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "inventory_reservations_active",
 			Help: "Holds currently active.",

@@ -161,7 +161,11 @@ type continuation struct {
 // NewState returns the empty state of shard number shard, remembering
 // idempotency keys for retention nanoseconds.
 func NewState(shard int, retention int64) *State {
-	return newState(shard, retention, [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()})
+	s := newState(shard, retention, [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()})
+	s.txs = make(map[uint64]*txPart)
+	s.parked = make(map[string]*txPart)
+	s.outcomes = make(map[uint64]bool)
+	return s
 }
 
 func newState(shard int, retention int64, seeds [2]maphash.Seed) *State {
@@ -171,9 +175,6 @@ func newState(shard int, retention int64, seeds [2]maphash.Seed) *State {
 		seeds:     seeds,
 		ages:      idemAges{span: retention / 64},
 		products:  make(map[string]*product),
-		txs:       make(map[uint64]*txPart),
-		parked:    make(map[string]*txPart),
-		outcomes:  make(map[uint64]bool),
 	}
 }
 
