@@ -169,12 +169,19 @@ func NewState(shard int, retention int64) *State {
 }
 
 func newState(shard int, retention int64, seeds [2]maphash.Seed) *State {
+	return newStateParts(shard, retention, seeds, tablePartBits)
+}
+
+// newStateParts returns an empty state whose indexes have 2^partBits parts.
+func newStateParts(shard int, retention int64, seeds [2]maphash.Seed, partBits int) *State {
 	return &State{
 		shard:     shard,
 		retention: retention,
 		seeds:     seeds,
 		ages:      idemAges{span: retention / 64},
 		products:  make(map[string]*product),
+		resv:      newTable[resvRecord](partBits),
+		idem:      newTable[idemRecord](partBits),
 	}
 }
 
@@ -566,7 +573,7 @@ func (s *State) endReplay() error {
 	}
 	s.idem.load(&s.loading, nil)
 	s.resv.each(func(k hkey, r resvRecord) { s.settled.add(k, r) })
-	s.resv = table[resvRecord]{}
+	s.resv = newTable[resvRecord](tablePartBits)
 	var err error
 	s.resv.load(&s.settled, func(_ hkey, old, new resvRecord) {
 		if err == nil {
@@ -718,7 +725,7 @@ func (s *State) reservation(productID, reservationID string) (resvRecord, bool) 
 // atomic group can be decided and applied in full before the real state is
 // touched. Journal locators are not copied.
 func (s *State) fork(ops []Op) *State {
-	f := newState(s.shard, s.retention, s.seeds)
+	f := newStateParts(s.shard, s.retention, s.seeds, 0)
 	f.entries, f.ids, f.lastAt = s.entries, s.ids, s.lastAt
 	for i := range ops {
 		op := &ops[i]

@@ -25,8 +25,17 @@ import "math/bits"
 //
 // The zero key marks an empty slot: State.hash never returns it.
 type table[V any] struct {
-	parts [tableParts]tablePart[V]
+	parts []tablePart[V] // tableParts of them; 1 in a scratch fork
+	shift uint8          // 64 - log2(len(parts)): the top bits pick the part
 	n     int
+}
+
+// newTable returns an empty table of 2^partBits parts. A State's tables have
+// tableParts; a scratch fork's (State.fork) have one, since it holds the
+// few keys of one batch and is made for every atomic batch: 256 empty parts
+// are 14 KiB to clear and for the GC to scan.
+func newTable[V any](partBits int) table[V] {
+	return table[V]{parts: make([]tablePart[V], 1<<partBits), shift: uint8(64 - partBits)}
 }
 
 const (
@@ -57,7 +66,7 @@ type tablePart[V any] struct {
 // second from the other bits of k.h0 and the tag from the low byte of k.h1,
 // which barely moves the product that picks the first bucket: independent
 // bits of a uniform hash, mapped onto any bucket count by multiplication.
-func (t *table[V]) part(k hkey) *tablePart[V] { return &t.parts[k.h0>>(64-tablePartBits)] }
+func (t *table[V]) part(k hkey) *tablePart[V] { return &t.parts[k.h0>>t.shift] }
 
 func (p *tablePart[V]) homes(k hkey) (int, int) {
 	n := uint64(len(p.buckets))
@@ -270,15 +279,15 @@ func (b *tableBatch[V]) add(k hkey, v V) {
 // instead of random lines of the whole table, and no part is grown and
 // copied on the way.
 func (t *table[V]) load(b *tableBatch[V], dup func(k hkey, old, new V)) {
-	var counts [tableParts]int
+	counts := make([]int, len(t.parts))
 	total := 0
 	for _, c := range b.chunks {
 		for i := range c {
-			counts[c[i].k.h0>>(64-tablePartBits)]++
+			counts[c[i].k.h0>>t.shift]++
 		}
 		total += len(c)
 	}
-	var next [tableParts]int
+	next := make([]int, len(t.parts))
 	sum := 0
 	for i, n := range counts {
 		next[i] = sum
@@ -292,7 +301,7 @@ func (t *table[V]) load(b *tableBatch[V], dup func(k hkey, old, new V)) {
 	sorted := make([]tableSlot[V], total)
 	for ci, c := range b.chunks {
 		for i := range c {
-			part := c[i].k.h0 >> (64 - tablePartBits)
+			part := c[i].k.h0 >> t.shift
 			sorted[next[part]] = c[i]
 			next[part]++
 		}

@@ -10,7 +10,7 @@ import (
 // map, through many part growths.
 func TestTableMatchesMap(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	var tb table[int64]
+	tb := newTable[int64](tablePartBits)
 	want := map[hkey]int64{}
 	var keys []hkey
 	for i := 0; i < 300_000; i++ {
@@ -69,7 +69,7 @@ func TestTableLoad(t *testing.T) {
 			}
 			slots = append(slots, tableSlot[int64]{k, int64(i)})
 		}
-		var loaded, put table[int64]
+		loaded, put := newTable[int64](tablePartBits), newTable[int64](tablePartBits)
 		// A part already filled before the load keeps working too.
 		pre := hkey{1, 2}
 		loaded.put(pre, -1)
@@ -109,7 +109,7 @@ func TestTableLoad(t *testing.T) {
 
 func BenchmarkTablePutMiss(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
-	var tb table[idemRecord]
+	tb := newTable[idemRecord](tablePartBits)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		k := hkey{r.Uint64() | 1, r.Uint64()}
@@ -155,7 +155,7 @@ func TestTableMatches(t *testing.T) {
 // keys, and the keys must spread through their second buckets.
 func TestTableSameTag(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	var tb table[int64]
+	tb := newTable[int64](tablePartBits)
 	var keys []hkey
 	for i := 0; i < 2000; i++ {
 		k := hkey{r.Uint64()&^(0xff<<56) | 1, 0x1234_0000_0000_0000} // one part, tag byte 0 (stored as 1)
