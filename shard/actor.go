@@ -53,8 +53,10 @@ type request struct {
 	// anyway, so nothing is written or parked.
 	evalOnly bool
 	// tx names the tx of a prepare or resolve; shards are its participants.
-	tx     uint64
-	shards []int
+	// prio is the tx's age: the number of its first attempt, kept when it is
+	// retried, so that a retried tx grows older until it waits, never dies.
+	tx, prio uint64
+	shards   []int
 	// commit marks a resolve that applies the prepared part (else it
 	// aborts); durable marks an abort answered only once its ABORT record
 	// is durable.
@@ -522,22 +524,29 @@ func (a *actor) handle(r *request, now int64) {
 		a.resolve(r)
 		return
 	case r.kind == reqPrepare && !r.evalOnly:
-		// No wait: a part that finds a product held is refused at once and
-		// its tx retried, so that no tx waits while it holds products on
-		// other shards (which could deadlock).
 		if _, gone := a.aborted[r.tx]; gone {
 			delete(a.aborted, r.tx)
 			a.unbudget(r)
 			a.reply(r, errTxAborted)
 			return
 		}
-		if a.touchesParked(r) {
+		// Wait-die: a part that finds a product held waits for the holder
+		// only if its tx is older; else it is refused at once and its tx
+		// retried, older each time. Waits go from older to younger only,
+		// so no cycle of waits (deadlock) can form, and the oldest tx
+		// never dies.
+		switch a.parkedBy(r) {
+		case holderNone:
+			a.prepare(r, now)
+			a.answer(r)
+		case holderYounger:
+			a.deferred = append(a.deferred, r)
+			a.waiting.Add(1)
+			a.unbudget(r)
+		default:
 			a.unbudget(r)
 			a.reply(r, errConflict)
-			return
 		}
-		a.prepare(r, now)
-		a.answer(r)
 		return
 	}
 	if a.touchesParked(r) {
@@ -570,6 +579,32 @@ func (a *actor) touchesParked(r *request) bool {
 		return !blocked
 	})
 	return blocked
+}
+
+// Who holds the products a prepare touches.
+const (
+	holderNone    = iota // nobody
+	holderYounger        // only txs younger than the prepare's
+	holderOlder          // a tx as old or older
+)
+
+// parkedBy tells who holds the products of prepare r.
+func (a *actor) parkedBy(r *request) int {
+	if len(a.state.parked) == 0 {
+		return holderNone
+	}
+	h := holderNone
+	for i := range r.ops {
+		p, ok := a.state.parked[r.ops[i].ProductID]
+		switch {
+		case !ok:
+		case p.prio <= r.prio:
+			return holderOlder
+		default:
+			h = holderYounger
+		}
+	}
+	return h
 }
 
 // unbudget gives back the flight budget of a request taken but not handled
@@ -667,7 +702,7 @@ func (a *actor) prepare(r *request, now int64) {
 	if r.evalOnly {
 		return
 	}
-	p := &txPart{tx: r.tx, shards: r.shards, entries: entries, locs: make([]uint64, len(entries))}
+	p := &txPart{tx: r.tx, prio: r.prio, shards: r.shards, entries: entries, locs: make([]uint64, len(entries))}
 	if err := a.state.prepareTx(p); err != nil {
 		panic(fmt.Sprintf("shard %d: %v", a.id, err)) // handle checked the products
 	}

@@ -523,8 +523,9 @@ func (e *Engine) atomicBatch(ctx context.Context, ops []Op, results []Result) *E
 	// products must always be resolved.
 	deadline := time.Now().Add(e.cfg.TxTimeout)
 	backoff := txRetryMin
+	var prio uint64
 	for {
-		err, retry := e.tryTx(ops, results, shards, parts, deadline)
+		err, retry := e.tryTx(ops, results, shards, parts, deadline, &prio)
 		if !retry {
 			if err == nil {
 				e.m.txCommitted.Inc()
@@ -568,12 +569,15 @@ const (
 // tryTx runs one attempt of a tx over parts (one request per shard, in
 // shards order) and returns its error, or retry when a part found a product
 // held.
-func (e *Engine) tryTx(ops []Op, results []Result, shards []int, parts map[int]*request, deadline time.Time) (*Error, bool) {
+func (e *Engine) tryTx(ops []Op, results []Result, shards []int, parts map[int]*request, deadline time.Time, prio *uint64) (*Error, bool) {
 	tx := e.nextTx.Add(1)
+	if *prio == 0 {
+		*prio = tx // the first attempt's number is the tx's age
+	}
 	states := make([]partState, len(shards))
 	for k, s := range shards {
 		r := parts[s]
-		r.kind, r.tx, r.shards = reqPrepare, tx, shards
+		r.kind, r.tx, r.prio, r.shards = reqPrepare, tx, *prio, shards
 		if !e.actors[s].submit(r) {
 			states[k] = partNotSent
 		}

@@ -128,6 +128,7 @@ func decodeTx(rec []byte) (txRecord, error) {
 // them, and its products are parked until the outcome is known.
 type txPart struct {
 	tx      uint64
+	prio    uint64 // the tx's age (request.prio); its tx id after a replay
 	shards  []int
 	entries []Entry
 	locs    []uint64 // each entry's journal locator, once its block is sealed
@@ -215,7 +216,7 @@ func (s *State) replayTx(rec []byte, loc uint64) error {
 	s.maxTx = max(s.maxTx, r.tx)
 	switch r.kind {
 	case txPrepare:
-		p := &txPart{tx: r.tx, shards: r.shards, want: r.n}
+		p := &txPart{tx: r.tx, prio: r.tx, shards: r.shards, want: r.n}
 		if r.n == 0 {
 			return s.prepareTx(p)
 		}
