@@ -71,7 +71,10 @@ type Config struct {
 
 // Defaults.
 const (
-	ShardsDefault            = 4
+	// ShardsDefault is measured: on 2 cores and one disk, carts spanning
+	// shards ran fastest with 2 (README, Performance); more shards add
+	// fsync streams that compete for the disk and the cores.
+	ShardsDefault            = 2
 	InboxDepthDefault        = 4096
 	BatchOpsMaxDefault       = 1024
 	TxInflightMaxDefault     = 1024

@@ -82,6 +82,24 @@ func PrepareDir(dir string, shards int) error {
 	return writeFileSync(dir, ManifestName, append(b, '\n'))
 }
 
+// ManifestShards returns the shard count recorded in dir's manifest, and
+// false if dir has none yet.
+func ManifestShards(dir string) (int, bool, error) {
+	path := filepath.Join(dir, ManifestName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read manifest: %w", err)
+	}
+	var m manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	return m.Shards, true, nil
+}
+
 // ShardDir returns the journal directory of shard i inside dir.
 func ShardDir(dir string, i int) string {
 	return filepath.Join(dir, fmt.Sprintf("shard-%04d", i))

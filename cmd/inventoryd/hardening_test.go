@@ -253,3 +253,38 @@ func get(t *testing.T, c *http.Client, url string) int {
 	bufio.NewReader(resp.Body).WriteTo(new(strings.Builder))
 	return resp.StatusCode
 }
+
+// TestKeepsShardCountOfExistingDir starts on a directory made with 4 shards
+// without --shards: the directory's count applies, the default only to a
+// new directory. A --shards that differs is still refused.
+func TestKeepsShardCountOfExistingDir(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir) // --shards 4
+	s.write("p1", "k1", map[string]any{"type": "ADD", "quantity": 5})
+	s.kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "--addr", "127.0.0.1:0", "--data-dir", dir)
+	logs := &logBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	eventuallyLog(t, logs, "replay done")
+	if !strings.Contains(logs.String(), "shards=4") {
+		t.Errorf("started without --shards on a 4-shard directory; logs:\n%s", logs)
+	}
+}
+
+// eventuallyLog waits until logs holds want.
+func eventuallyLog(t *testing.T, logs *logBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the logs:\n%s", want, logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -64,6 +64,10 @@ type Config struct {
 	// MaxConns bounds the API's open connections; unset, it is derived
 	// from the descriptor limit (see descriptorBudget).
 	MaxConns autoInt
+	// shardsGiven is set when --shards (or its variable) was given: else an
+	// existing data directory keeps its count, and the default applies only
+	// to a new one.
+	shardsGiven bool
 }
 
 // autoInt is an int flag whose default is computed at start ("auto").
@@ -96,7 +100,8 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "address the HTTP API listens on")
 	fs.StringVar(&c.AdminAddr, "admin-addr", "", "address for pprof (/debug/pprof/); empty: off")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the manifest and the shards' WALs")
-	fs.IntVar(&c.Engine.Shards, "shards", shard.ShardsDefault, "shards (fixed when the data directory is created)")
+	fs.IntVar(&c.Engine.Shards, "shards", shard.ShardsDefault, "shards, fixed when the data directory is created; not given, an existing directory's count")
+	fs.DurationVar(&c.Engine.TxTimeout, "tx-timeout", shard.TxTimeoutDefault, "longest an atomic batch spanning shards waits for a shard to make its part durable, or for products other batches hold")
 	fs.DurationVar(&c.Engine.Retention, "retention", shard.RetentionDefault, "how long idempotency keys are remembered (at least)")
 	fs.IntVar(&c.Engine.InboxDepth, "queue-depth", shard.InboxDepthDefault, "requests a shard queues (those waiting for a parked product too) before it answers 503 overloaded")
 	fs.IntVar(&c.Engine.BatchOpsMax, "batch-ops-max", shard.BatchOpsMaxDefault, "ops a shard writes with one fsync at most (>= 1000)")
@@ -130,8 +135,10 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
 			}
+			given[f.Name] = true
 		}
 	})
+	c.shardsGiven = given["shards"]
 	return c, errors.Join(errs...)
 }
 
@@ -148,6 +155,8 @@ const (
 	// locator's 24 offset bits for one 4 MiB block past the segment's end.
 	segmentBytesMin = 64 << 10
 	segmentBytesMax = 12 << 20
+	// txTimeoutMax: products stay held, and clients wait, that long at most.
+	txTimeoutMax = time.Minute
 	// retentionMax: keys take memory for as long as they are remembered.
 	retentionMax = 365 * 24 * time.Hour
 	// headerBytesMax bounds what one slow client can make the server hold.
@@ -183,6 +192,9 @@ func (c *Config) checkFlags() []error {
 	}
 	if c.MaxConns.set && c.MaxConns.v < 1 {
 		errs = append(errs, fmt.Errorf("--max-conns must be at least 1, got %d", c.MaxConns.v))
+	}
+	if d := c.Engine.TxTimeout; d < time.Millisecond || d > txTimeoutMax {
+		errs = append(errs, fmt.Errorf("--tx-timeout must be 1ms to %s, got %s", txTimeoutMax, d))
 	}
 	if r := c.Engine.Retention; r < time.Second || r > retentionMax {
 		errs = append(errs, fmt.Errorf("--retention must be 1s to %s, got %s", retentionMax, r))
@@ -254,6 +266,15 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Engine.Registerer = reg
 
+	if !cfg.shardsGiven {
+		n, ok, err := shard.ManifestShards(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		if ok {
+			cfg.Engine.Shards = n
+		}
+	}
 	conns, nofile, err := connLimit(&cfg)
 	if err != nil {
 		return err
