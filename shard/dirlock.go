@@ -94,8 +94,12 @@ func MakeDir(dir string) error {
 	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	return syncDir(parent)
+	return dirSynced(parent)
 }
+
+// dirSynced fsyncs a directory; a variable so that a test can watch which
+// directories are synced.
+var dirSynced = syncDir
 
 // syncDir fsyncs directory dir, making entries created in it durable.
 func syncDir(dir string) error {

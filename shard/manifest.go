@@ -127,5 +127,5 @@ func writeFileSync(dir, name string, data []byte) error {
 	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return dirSynced(dir)
 }

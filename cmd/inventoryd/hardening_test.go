@@ -288,3 +288,60 @@ func eventuallyLog(t *testing.T, logs *logBuffer, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRejectionsOverTheWire scrapes /metrics of the real binary after each
+// kind of refusal: inventory_rejections_total{code} moves by exactly one, for
+// the refusals the HTTP layer answers as for the engine's.
+func TestRejectionsOverTheWire(t *testing.T) {
+	s := start(t, t.TempDir())
+	s.write("p", "stock", map[string]any{"type": "ADD", "quantity": 1})
+	rejections := func() map[string]float64 {
+		r := s.do("GET", "/metrics", nil)
+		out := map[string]float64{}
+		for _, m := range regexp.MustCompile(`(?m)^inventory_rejections_total\{code="(\w+)"\} (\S+)$`).FindAllSubmatch(r.raw, -1) {
+			v, _ := strconv.ParseFloat(string(m[2]), 64)
+			out[string(m[1])] = v
+		}
+		return out
+	}
+	cases := []struct {
+		code string
+		send func() response
+	}{
+		{"invalid_request", func() response {
+			return s.do("POST", "/v1/products/p/transactions", `{"type":`, "Idempotency-Key", "k1")
+		}},
+		{"invalid_request", func() response { return s.do("POST", "/v1/products/p/transactions", `{"type":"ADD","quantity":1}`) }},
+		{"not_found", func() response { return s.do("GET", "/v1/products/nothing", nil) }},
+		{"not_found", func() response { return s.do("GET", "/no/such/route", nil) }},
+		{"method_not_allowed", func() response { return s.do("DELETE", "/v1/products/p", nil) }},
+		{"insufficient_stock", func() response { return s.write("p", "k2", map[string]any{"type": "REMOVE", "quantity": 5}) }},
+		{"version_conflict", func() response {
+			return s.do("POST", "/v1/products/p/transactions", `{"type":"ADD","quantity":1}`, "Idempotency-Key", "k3", "If-Match", `"9"`)
+		}},
+		{"idempotency_key_reused", func() response { return s.write("p", "stock", map[string]any{"type": "ADD", "quantity": 2}) }},
+		{"payload_too_large", func() response {
+			return s.do("POST", "/v1/products/p/transactions", strings.Repeat(" ", 70<<10), "Idempotency-Key", "k4")
+		}},
+	}
+	for i, c := range cases {
+		before := rejections()
+		r := c.send()
+		if r.status < 400 {
+			t.Fatalf("case %d (%s): status %d", i, c.code, r.status)
+		}
+		after := rejections()
+		for code, v := range after {
+			want := before[code]
+			if code == c.code {
+				want++
+			}
+			if v != want {
+				t.Errorf("case %d (%s, status %d): inventory_rejections_total{code=%q} %v, want %v", i, c.code, r.status, code, v, want)
+			}
+		}
+		if _, ok := after[c.code]; !ok {
+			t.Errorf("case %d: no inventory_rejections_total{code=%q}", i, c.code)
+		}
+	}
+}
