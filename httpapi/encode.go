@@ -434,6 +434,58 @@ func encodeResultBody(w encoder, res *shard.Result, status int) {
 	w.end()
 }
 
+// encodeResult writes a write's answer in the form ret asks for: the full
+// body (encodeResultBody) unless the client prefers return=minimal.
+func encodeResult(w encoder, res *shard.Result, status int, ret returnPref) {
+	if ret == returnMinimal {
+		encodeResultMinimal(w, res, status)
+		return
+	}
+	encodeResultBody(w, res, status)
+}
+
+// encodeResultMinimal writes the short answer of Prefer: return=minimal:
+// the id and version of every entry appended, and the balances and version
+// of the stock right after them. status > 0 adds the batch result's status
+// member first, as in encodeResultBody.
+//
+//	{"transactions":[{"id":"…","version":8}],"stock":{"on_hand":10,"reserved":2,"available":8,"version":8}}
+func encodeResultMinimal(w encoder, res *shard.Result, status int) {
+	n := 2
+	if status > 0 {
+		n++
+	}
+	w.object(n)
+	if status > 0 {
+		w.key("status")
+		w.int(int64(status))
+	}
+	w.key("transactions")
+	w.array(len(res.Entries))
+	for i := range res.Entries {
+		e := &res.Entries[i]
+		w.object(2)
+		w.key("id")
+		w.uuid(&e.ID)
+		w.key("version")
+		w.int(e.Version)
+		w.end()
+	}
+	w.end()
+	w.key("stock")
+	w.object(4)
+	w.key("on_hand")
+	w.int(res.Stock.OnHand)
+	w.key("reserved")
+	w.int(res.Stock.Reserved)
+	w.key("available")
+	w.int(res.Stock.Available())
+	w.key("version")
+	w.int(res.Stock.Version)
+	w.end()
+	w.end()
+}
+
 // encodePage writes a page of history; next_after only when more exist.
 func encodePage(w encoder, p *shard.Page) {
 	n := 1

@@ -109,7 +109,7 @@ func etag(version int64) []string {
 
 // postTransaction is POST /v1/products/{product_id}/transactions: one write.
 // Steps: size, query and headers, body, engine, answer (201, or 200 with
-// Idempotent-Replayed for a replay).
+// Idempotent-Replayed for a replay; shortened under Prefer: return=minimal).
 func (s *server) postTransaction(c echo.Context) error {
 	r := c.Request()
 	if r.ContentLength > writeBytesMax {
@@ -150,10 +150,13 @@ func (s *server) postTransaction(c echo.Context) error {
 		h["Idempotent-Replayed"] = hdrTrue
 	}
 	h["Etag"] = etag(res.Stock.Version)
-	return s.respond(c, sc, status, func(w encoder) { encodeResultBody(w, &res, 0) })
+	ret := preferReturn(r.Header)
+	applyReturn(h, ret)
+	return s.respond(c, sc, status, func(w encoder) { encodeResult(w, &res, 0, ret) })
 }
 
-// postBatch is POST /v1/batch.
+// postBatch is POST /v1/batch. Under Prefer: return=minimal each applied
+// op's result is shortened; refused ops keep their problem.
 func (s *server) postBatch(c echo.Context) error {
 	r := c.Request()
 	if r.ContentLength > batchBytesMax {
@@ -193,6 +196,8 @@ func (s *server) postBatch(c echo.Context) error {
 			status = http.StatusCreated
 		}
 	}
+	ret := preferReturn(r.Header)
+	applyReturn(c.Response().Header(), ret)
 	return s.respond(c, sc, status, func(w encoder) {
 		w.object(1)
 		w.key("results")
@@ -208,9 +213,9 @@ func (s *server) postBatch(c echo.Context) error {
 				encodeProblem(w, res.Err)
 				w.end()
 			case res.Replayed:
-				encodeResultBody(w, res, http.StatusOK)
+				encodeResult(w, res, http.StatusOK, ret)
 			default:
-				encodeResultBody(w, res, http.StatusCreated)
+				encodeResult(w, res, http.StatusCreated, ret)
 			}
 		}
 		w.end()
