@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"math"
+	"net/http"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -482,6 +483,33 @@ func encodeResultMinimal(w encoder, res *shard.Result, status int) {
 	w.int(res.Stock.Available())
 	w.key("version")
 	w.int(res.Stock.Version)
+	w.end()
+	w.end()
+}
+
+// encodeBatchResults writes a batch's answer: one result per op, in op
+// order, each applied one in the form ret asks for (status 200 for a
+// replay), each refused one as its status and problem.
+func encodeBatchResults(w encoder, results []shard.Result, ret returnPref) {
+	w.object(1)
+	w.key("results")
+	w.array(len(results))
+	for i := range results {
+		res := &results[i]
+		switch {
+		case res.Err != nil:
+			w.object(2)
+			w.key("status")
+			w.int(int64(problemOf(res.Err.Code).status))
+			w.key("error")
+			encodeProblem(w, res.Err)
+			w.end()
+		case res.Replayed:
+			encodeResult(w, res, http.StatusOK, ret)
+		default:
+			encodeResult(w, res, http.StatusCreated, ret)
+		}
+	}
 	w.end()
 	w.end()
 }

@@ -198,29 +198,7 @@ func (s *server) postBatch(c echo.Context) error {
 	}
 	ret := preferReturn(r.Header)
 	applyReturn(c.Response().Header(), ret)
-	return s.respond(c, sc, status, func(w encoder) {
-		w.object(1)
-		w.key("results")
-		w.array(len(results))
-		for i := range results {
-			res := &results[i]
-			switch {
-			case res.Err != nil:
-				w.object(2)
-				w.key("status")
-				w.int(int64(problemOf(res.Err.Code).status))
-				w.key("error")
-				encodeProblem(w, res.Err)
-				w.end()
-			case res.Replayed:
-				encodeResult(w, res, http.StatusOK, ret)
-			default:
-				encodeResult(w, res, http.StatusCreated, ret)
-			}
-		}
-		w.end()
-		w.end()
-	})
+	return s.respond(c, sc, status, func(w encoder) { encodeBatchResults(w, results, ret) })
 }
 
 // getStock is GET /v1/products/{product_id}.
