@@ -26,8 +26,10 @@
 //  5. Engine: Write or Batch, which validates the op, checks idempotency,
 //     the expected version and stock, and answers after the fsync.
 //  6. Answer: encoded by hand (encodeEntry, encodeStock, ...) into a pooled
-//     buffer, JSON or msgpack by Accept; problems are always
-//     application/problem+json.
+//     buffer, JSON or msgpack by Accept; the full body, or under Prefer:
+//     return=minimal (RFC 7240, read by preferReturn) only the entries' ids
+//     and versions and the balances after them, with Preference-Applied.
+//     Problems are always application/problem+json, whatever the Prefer.
 //
 // Every request is timed into inventory_http_request_duration_seconds by
 // route pattern, method and status. Every refusal answered is counted once

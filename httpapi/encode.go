@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"math"
+	"net/http"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -431,6 +432,85 @@ func encodeResultBody(w encoder, res *shard.Result, status int) {
 	w.end()
 	w.key("stock")
 	encodeStock(w, &res.Stock)
+	w.end()
+}
+
+// encodeResult writes a write's answer in the form ret asks for: the full
+// body (encodeResultBody) unless the client prefers return=minimal.
+func encodeResult(w encoder, res *shard.Result, status int, ret returnPref) {
+	if ret == returnMinimal {
+		encodeResultMinimal(w, res, status)
+		return
+	}
+	encodeResultBody(w, res, status)
+}
+
+// encodeResultMinimal writes the short answer of Prefer: return=minimal:
+// the id and version of every entry appended, and the balances and version
+// of the stock right after them. status > 0 adds the batch result's status
+// member first, as in encodeResultBody.
+//
+//	{"transactions":[{"id":"…","version":8}],"stock":{"on_hand":10,"reserved":2,"available":8,"version":8}}
+func encodeResultMinimal(w encoder, res *shard.Result, status int) {
+	n := 2
+	if status > 0 {
+		n++
+	}
+	w.object(n)
+	if status > 0 {
+		w.key("status")
+		w.int(int64(status))
+	}
+	w.key("transactions")
+	w.array(len(res.Entries))
+	for i := range res.Entries {
+		e := &res.Entries[i]
+		w.object(2)
+		w.key("id")
+		w.uuid(&e.ID)
+		w.key("version")
+		w.int(e.Version)
+		w.end()
+	}
+	w.end()
+	w.key("stock")
+	w.object(4)
+	w.key("on_hand")
+	w.int(res.Stock.OnHand)
+	w.key("reserved")
+	w.int(res.Stock.Reserved)
+	w.key("available")
+	w.int(res.Stock.Available())
+	w.key("version")
+	w.int(res.Stock.Version)
+	w.end()
+	w.end()
+}
+
+// encodeBatchResults writes a batch's answer: one result per op, in op
+// order, each applied one in the form ret asks for (status 200 for a
+// replay), each refused one as its status and problem.
+func encodeBatchResults(w encoder, results []shard.Result, ret returnPref) {
+	w.object(1)
+	w.key("results")
+	w.array(len(results))
+	for i := range results {
+		res := &results[i]
+		switch {
+		case res.Err != nil:
+			w.object(2)
+			w.key("status")
+			w.int(int64(problemOf(res.Err.Code).status))
+			w.key("error")
+			encodeProblem(w, res.Err)
+			w.end()
+		case res.Replayed:
+			encodeResult(w, res, http.StatusOK, ret)
+		default:
+			encodeResult(w, res, http.StatusCreated, ret)
+		}
+	}
+	w.end()
 	w.end()
 }
 

@@ -23,6 +23,7 @@ func FuzzHandlers(f *testing.F) {
 		{"GET", "/v1/products/p/reservations/r", "", "Accept: application/msgpack", ""},
 		{"DELETE", "/v1/products/p", "", "", ""},
 		{"POST", "/v1/products/p/transactions", "application/msgpack", "Idempotency-Key: m", "\x82\xa4type\xa3ADD\xa8quantity\x01"},
+		{"POST", "/v1/batch", "application/json", "Prefer: return=minimal", `{"ops":[{"product_id":"p","type":"ADD","quantity":1,"idempotency_key":"pm"}]}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.ct, s.hdr, s.body)

@@ -109,7 +109,7 @@ func etag(version int64) []string {
 
 // postTransaction is POST /v1/products/{product_id}/transactions: one write.
 // Steps: size, query and headers, body, engine, answer (201, or 200 with
-// Idempotent-Replayed for a replay).
+// Idempotent-Replayed for a replay; shortened under Prefer: return=minimal).
 func (s *server) postTransaction(c echo.Context) error {
 	r := c.Request()
 	if r.ContentLength > writeBytesMax {
@@ -150,10 +150,13 @@ func (s *server) postTransaction(c echo.Context) error {
 		h["Idempotent-Replayed"] = hdrTrue
 	}
 	h["Etag"] = etag(res.Stock.Version)
-	return s.respond(c, sc, status, func(w encoder) { encodeResultBody(w, &res, 0) })
+	ret := preferReturn(r.Header)
+	applyReturn(h, ret)
+	return s.respond(c, sc, status, func(w encoder) { encodeResult(w, &res, 0, ret) })
 }
 
-// postBatch is POST /v1/batch.
+// postBatch is POST /v1/batch. Under Prefer: return=minimal each applied
+// op's result is shortened; refused ops keep their problem.
 func (s *server) postBatch(c echo.Context) error {
 	r := c.Request()
 	if r.ContentLength > batchBytesMax {
@@ -193,29 +196,9 @@ func (s *server) postBatch(c echo.Context) error {
 			status = http.StatusCreated
 		}
 	}
-	return s.respond(c, sc, status, func(w encoder) {
-		w.object(1)
-		w.key("results")
-		w.array(len(results))
-		for i := range results {
-			res := &results[i]
-			switch {
-			case res.Err != nil:
-				w.object(2)
-				w.key("status")
-				w.int(int64(problemOf(res.Err.Code).status))
-				w.key("error")
-				encodeProblem(w, res.Err)
-				w.end()
-			case res.Replayed:
-				encodeResultBody(w, res, http.StatusOK)
-			default:
-				encodeResultBody(w, res, http.StatusCreated)
-			}
-		}
-		w.end()
-		w.end()
-	})
+	ret := preferReturn(r.Header)
+	applyReturn(c.Response().Header(), ret)
+	return s.respond(c, sc, status, func(w encoder) { encodeBatchResults(w, results, ret) })
 }
 
 // getStock is GET /v1/products/{product_id}.
