@@ -86,8 +86,14 @@ func freePort(t testing.TB) string {
 // before the server binds it, and the test would then talk to that one.
 func start(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
-	s := &server{t: t, dir: dir, logs: &logBuffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(binary, append([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--shards", "4"}, args...)...)
+	return launch(t, dir, exec.Command(binary, append([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--shards", "4"}, args...)...))
+}
+
+// launch runs cmd, an inventoryd on dir told to listen on 127.0.0.1:0, and
+// waits until it is ready.
+func launch(t testing.TB, dir string, cmd *exec.Cmd) *server {
+	t.Helper()
+	s := &server{t: t, dir: dir, logs: &logBuffer{}, done: make(chan error, 1), cmd: cmd}
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -117,23 +117,13 @@ func TestBadFlags(t *testing.T) {
 // write too, without a restart.
 func TestDescriptorExhaustion(t *testing.T) {
 	dir := t.TempDir()
-	s := &server{t: t, dir: dir, logs: &logBuffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command("sh", "-c", `ulimit -n 160 && exec "$0" "$@"`, binary, "--addr", "127.0.0.1:0", "--data-dir", dir,
-		"--shards", "2", "--segment-bytes", "65536", "--read-header-timeout", "60s")
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.done <- s.cmd.Wait() }()
-	t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
-			s.cmd.Process.Kill()
-			<-s.done
-		}
-	})
+	s := launch(t, dir, exec.Command("sh", "-c", `ulimit -n 160 && exec "$0" "$@"`, binary, "--addr", "127.0.0.1:0", "--data-dir", dir,
+		"--shards", "2", "--segment-bytes", "65536", "--read-header-timeout", "60s"))
 	// One keep-alive connection, accepted before the flood, does the writes.
 	writer := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
-	waitReady(t, writer, s)
+	if code := get(t, writer, s.url+"/readyz"); code != 200 {
+		t.Fatalf("/readyz: %d", code)
+	}
 	addr := strings.TrimPrefix(s.url, "http://")
 
 	var flood []net.Conn
@@ -228,20 +218,6 @@ func metric(t *testing.T, s *server, name string) float64 {
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
-}
-
-func waitReady(t *testing.T, c *http.Client, s *server) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for s.url == "" || get(t, c, s.url+"/readyz") != 200 {
-		if m := listening.FindStringSubmatch(s.logs.String()); m != nil {
-			s.url = "http://" + m[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready after 20s; logs:\n%s", s.logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func get(t *testing.T, c *http.Client, url string) int {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os/exec"
@@ -31,11 +29,8 @@ type cartOp struct {
 	items []int  // CART: two product indexes; ADD, READ: one
 }
 
-type cartOut struct {
-	unknown          bool
-	code             string
-	onHand, reserved int64 // READ
-}
+// cartOut is an op's outcome, as for the single-product model.
+type cartOut = linOut
 
 // cartStep returns the state after op succeeds, and whether it can.
 func cartStep(s cartState, op cartOp) (cartState, bool) {
@@ -196,22 +191,5 @@ func cartDo(client *http.Client, url string, products []string, op cartOp, key s
 		req, _ = http.NewRequest("POST", url+"/v1/batch", strings.NewReader(`{"atomic":true,"ops":[`+strings.Join(lines, ",")+`]}`))
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return cartOut{unknown: true}
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 500 {
-		return cartOut{unknown: true}
-	}
-	var body struct {
-		Code     string `json:"code"`
-		OnHand   int64  `json:"on_hand"`
-		Reserved int64  `json:"reserved"`
-	}
-	if err := json.Unmarshal(raw, &body); err != nil {
-		return cartOut{unknown: true}
-	}
-	return cartOut{code: body.Code, onHand: body.OnHand, reserved: body.Reserved}
+	return linSend(client, req)
 }

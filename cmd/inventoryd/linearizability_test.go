@@ -182,6 +182,12 @@ func linDo(client *http.Client, url string, op linOp, key string) linOut {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", key)
 	}
+	return linSend(client, req)
+}
+
+// linSend sends req and returns its outcome: a transport error, a 5xx or a
+// body that does not decode is an unknown outcome.
+func linSend(client *http.Client, req *http.Request) linOut {
 	resp, err := client.Do(req)
 	if err != nil {
 		return linOut{unknown: true}
