@@ -117,15 +117,22 @@ func (r *request) touches(fn func(productID string) bool) {
 	fn(r.productID)
 }
 
-// actor is the only goroutine that touches one shard's State. Its loop:
+// actor is the only goroutine that touches one shard's State. Each turn of
+// its loop:
 //
-//  1. take a message, then drain more without blocking, up to the batch limit;
-//  2. read the clock once, expire due holds, forget old idempotency keys;
-//  3. decide and apply every request in order (each sees those before it),
-//     encoding the new entries into the current flight;
-//  4. when the shard's writer goroutine is idle, seal the flight (locate its
-//     records in the journal, fill in reads) and hand it over: the writer
-//     writes it with one write and one fsync, then answers its requests.
+//  1. takes requests into the current flight, within the flight's op
+//     budget: those that wait for it (below), if any; else it waits for one
+//     event (a request in the inbox, a tx's outcome on ctrl, the timer, the
+//     writer idle, a stop) and then drains the queues without blocking;
+//  2. reads the clock once, expires due holds, forgets old idempotency keys;
+//  3. decides and applies every request taken, in order (each sees those
+//     before it), encoding the new entries into the current flight.
+//
+// When the event is the writer idle (the shard's writer goroutine waits for
+// work, and the current flight holds something), the actor seals the flight
+// (locates its records in the journal, fills in reads), hands it over and
+// opens the other one: the writer writes it with one write and one fsync,
+// then answers its requests.
 //
 // While the writer is busy with one flight, the actor keeps deciding into
 // the next, so a flight holds everything that arrived during the previous
@@ -133,6 +140,11 @@ func (r *request) touches(fn func(productID string) bool) {
 // Flights are written and answered in order, and nothing is answered before
 // its flight is durable, so no reply shows state that is not. After a
 // journal error the shard answers unavailable for good.
+//
+// Requests wait for the current flight in two places, and are taken before
+// the inbox: the one request that did not fit in the budget (carry), which
+// opens the next flight, and those that waited for a parked product
+// (ready), which join the current flight as far as its budget goes.
 type actor struct {
 	id      int
 	cfg     *Config
@@ -142,7 +154,6 @@ type actor struct {
 
 	inbox chan *request
 	ctrl  chan *request // reqResolve only
-	carry *request      // taken from the inbox but left for the next flight
 	quit  chan struct{}
 	done  chan struct{}
 
@@ -160,11 +171,9 @@ type actor struct {
 	stalled atomic.Bool
 
 	failed  bool
-	batch   []*request
 	entries []Entry  // entries of the current flight applied to the state, in log order
 	refs    []recRef // what each record of the current flight is, for locate
 	enc     *encoder
-	ops     int // ops in the current flight
 
 	// markers are the outcomes of txs the replay left in doubt, which the
 	// first flight writes.
@@ -172,6 +181,9 @@ type actor struct {
 	// aborted are txs aborted before their prepare arrived (the coordinator
 	// gave up waiting): the prepare, when it comes, is dropped.
 	aborted map[uint64]struct{}
+	// carry was taken from a queue but did not fit in the current flight's
+	// budget: it opens the next flight, and nothing more is taken until then.
+	carry *request
 	// Requests that touch a product a prepared tx holds (State.parked) wait
 	// in deferred until it resolves, then move to ready, which the loop
 	// takes before the inbox, in order.
@@ -181,20 +193,66 @@ type actor struct {
 	waiting atomic.Int32
 }
 
-// flight is one batch on its way to disk: its records and the requests to
-// answer once they are durable.
+// flight is one batch on its way to disk: the requests taken for it, its
+// records, the requests to answer once they are durable, and its op budget.
+//
+// The budget bounds the bytes of the flight's block (Config.Validate checks
+// that a full one fits): BatchOpsMax ops of requests (request.cost), and
+// ExpirePerBatchMax more for expiry RELEASEs. A request is charged when it
+// is taken and given back if it leaves the flight without joining it
+// (deferred, answered at once, or a tx outcome with nothing to write), so
+// an empty flight has spent nothing.
 type flight struct {
-	buf    []byte   // encoded records, back to back
-	ends   []int    // end offset of each record in buf
-	recs   [][]byte // views of buf
+	taken  []*request // to decide in the next step
+	buf    []byte     // encoded records, back to back
+	ends   []int      // end offset of each record in buf
+	recs   [][]byte   // views of buf
 	locs   []uint64
 	answer []*request
+
+	ops       int // the budget spent
+	opsMax    int // Config.BatchOpsMax
+	expireMax int // Config.ExpirePerBatchMax
 
 	// What the flight's metrics count once it is durable, and not before.
 	types   [typeEnd]int // new entries by type
 	expired int          // expiry RELEASEs
 	replays int          // idempotent replays answered
 	holds   int          // active holds right after the flight
+}
+
+func newFlight(cfg *Config) *flight {
+	return &flight{opsMax: cfg.BatchOpsMax, expireMax: cfg.ExpirePerBatchMax}
+}
+
+// empty reports whether f has taken nothing and holds neither records nor
+// answers: the writer has nothing to do with it.
+func (f *flight) empty() bool { return len(f.taken) == 0 && len(f.answer) == 0 && len(f.ends) == 0 }
+
+// full reports whether f's budget for requests is spent.
+func (f *flight) full() bool { return f.ops >= f.opsMax }
+
+// fits reports whether r fits in what is left of f's budget. A flight that
+// has spent nothing takes any request, so that none waits for ever.
+func (f *flight) fits(r *request) bool { return f.ops == 0 || f.ops+r.cost() <= f.opsMax }
+
+// take charges r to f's budget, to decide in the next step.
+func (f *flight) take(r *request) {
+	f.taken = append(f.taken, r)
+	f.ops += r.cost()
+}
+
+// giveBack refunds r, taken but leaving f without joining it. Call it
+// before r is answered: the caller may reuse r then.
+func (f *flight) giveBack(r *request) { f.ops -= r.cost() }
+
+// expiryFits reports whether one more expiry RELEASE fits in f's budget.
+func (f *flight) expiryFits() bool { return f.ops < f.opsMax+f.expireMax }
+
+// addExpiry counts one expiry RELEASE written in f.
+func (f *flight) addExpiry() {
+	f.ops++
+	f.expired++
 }
 
 // count adds f's counts to the shard's metrics; the writer calls it once f
@@ -216,9 +274,11 @@ func (f *flight) count(m *shardMetrics) {
 
 // reset empties f for reuse.
 func (f *flight) reset() {
+	clear(f.taken)
 	clear(f.answer)
 	clear(f.recs)
-	f.answer, f.recs, f.buf, f.ends = f.answer[:0], f.recs[:0], f.buf[:0], f.ends[:0]
+	f.taken, f.answer, f.recs, f.buf, f.ends = f.taken[:0], f.answer[:0], f.recs[:0], f.buf[:0], f.ends[:0]
+	f.ops = 0
 	f.types, f.expired, f.replays = [typeEnd]int{}, 0, 0
 }
 
@@ -260,10 +320,12 @@ func (a *actor) submit(r *request) bool {
 	}
 }
 
+// run is the actor's loop: each turn takes what waits for the current
+// flight or else waits for one event, then steps.
 func (a *actor) run() {
 	defer close(a.done)
-	a.free <- &flight{}
-	a.cur = &flight{}
+	a.free <- newFlight(a.cfg)
+	a.cur = newFlight(a.cfg)
 	go a.writer()
 	for i := range a.markers {
 		a.record(a.enc.encodeTx(&a.markers[i]), recRef{entry: -1})
@@ -273,86 +335,86 @@ func (a *actor) run() {
 	timer := time.NewTimer(a.wait(max(a.cfg.Clock(), a.state.lastAt)))
 	defer timer.Stop()
 	for {
-		if !a.busy() {
-			// The budget is the current flight's: an empty flight has spent
-			// none of it (requests taken may have been deferred or refused).
-			a.ops = 0
-			if r := a.carry; r != nil {
-				a.carry = nil
-				a.take(r)
-				now := a.step()
-				timer.Reset(a.wait(now))
-				continue
+		if !a.takeWaiting() {
+			// The queues are read while the flight has room; the writer is
+			// offered the flight once it holds something.
+			var requests, resolves <-chan *request
+			if a.room() {
+				requests, resolves = a.inbox, a.ctrl
 			}
-		}
-		full := a.carry != nil || a.ops >= a.cfg.BatchOpsMax
-		if !full && len(a.ready) > 0 {
-			// Requests that waited for a parked product go first, within
-			// the flight's budget like any other.
-			for len(a.ready) > 0 && a.carry == nil && a.ops < a.cfg.BatchOpsMax {
-				r := a.ready[0]
-				a.ready[0] = nil
-				a.ready = a.ready[1:]
-				a.waiting.Add(-1)
-				a.take(r)
+			var writerIdle <-chan struct{}
+			if !a.cur.empty() {
+				writerIdle = a.idle
 			}
-			now := a.step()
-			timer.Reset(a.wait(now))
-			continue
-		}
-		in, ctrl := a.inbox, a.ctrl
-		if full {
-			in, ctrl = nil, nil // the flight is full: wait for the writer
-		} else if len(a.ready) > 0 {
-			in = nil
-		}
-		var idle chan struct{}
-		if a.busy() {
-			idle = a.idle
-		}
-		select {
-		case r := <-ctrl:
-			a.take(r)
-		case r := <-in:
-			a.take(r)
-		case <-timer.C:
-		case <-idle:
-			a.send()
-			if a.carry != nil {
-				r := a.carry
-				a.carry = nil
-				a.take(r)
-			}
-		case <-a.quit:
-			a.stop()
-			return
-		}
-	drain:
-		for a.carry == nil && a.ops < a.cfg.BatchOpsMax && len(a.ready) == 0 {
 			select {
-			case r := <-a.ctrl:
+			case r := <-resolves:
 				a.take(r)
-			case r := <-a.inbox:
+			case r := <-requests:
 				a.take(r)
-			default:
-				break drain
+			case <-timer.C: // a hold is due, or keys are to be forgotten
+			case <-writerIdle:
+				a.send()
+			case <-a.quit:
+				a.stop()
+				return
 			}
+			a.drain()
 		}
-		now := a.step()
-		timer.Reset(a.wait(now))
+		timer.Reset(a.wait(a.step()))
 	}
 }
 
-// take adds r to the batch, or carries it to the next flight when it would
-// push the flight past BatchOpsMax (which bounds the journal block's size).
+// room reports whether the current flight takes more from the queues: no
+// request is carried over to the next one, and its budget is not spent.
+func (a *actor) room() bool { return a.carry == nil && !a.cur.full() }
+
+// take adds r to the current flight, or carries it to the next when it
+// would overflow the budget.
 func (a *actor) take(r *request) {
-	n := r.cost()
-	if a.ops > 0 && a.ops+n > a.cfg.BatchOpsMax {
+	if a.cur.fits(r) {
+		a.cur.take(r)
+	} else {
 		a.carry = r
-		return
 	}
-	a.batch = append(a.batch, r)
-	a.ops += n
+}
+
+// takeWaiting takes the requests that wait for the current flight, ahead
+// of the queues, and reports whether there were any: the one carried over,
+// if the flight is empty (send opens a flight with it, but a flight also
+// empties when all that was taken with it was deferred or refused); else
+// those that waited for a parked product, as far as the budget goes.
+func (a *actor) takeWaiting() bool {
+	if r := a.carry; r != nil && a.cur.empty() {
+		a.carry = nil
+		a.cur.take(r)
+		return true
+	}
+	if !a.room() || len(a.ready) == 0 {
+		return false
+	}
+	for len(a.ready) > 0 && a.room() {
+		r := a.ready[0]
+		a.ready[0] = nil
+		a.ready = a.ready[1:]
+		a.waiting.Add(-1)
+		a.take(r)
+	}
+	return true
+}
+
+// drain takes more requests from the queues without blocking, while the
+// flight has room and nothing waits for it.
+func (a *actor) drain() {
+	for a.room() && len(a.ready) == 0 {
+		select {
+		case r := <-a.ctrl:
+			a.take(r)
+		case r := <-a.inbox:
+			a.take(r)
+		default:
+			return
+		}
+	}
 }
 
 // wait returns how long the actor may sleep: until the next hold expires, and
@@ -367,25 +429,26 @@ func (a *actor) wait(now int64) time.Duration {
 	return max(d, time.Millisecond)
 }
 
-// step processes the batch taken so far into the current flight and
-// returns the time it ran at.
+// step decides the requests the current flight has taken and returns the
+// time it ran at.
 func (a *actor) step() int64 {
+	f := a.cur
 	now := max(a.cfg.Clock(), a.state.lastAt)
 	if !a.failed && a.writeFailed.Load() {
 		a.fail()
 	}
 	if a.failed {
-		for _, r := range a.batch {
-			a.reply(r, errUnavailable)
+		for _, r := range f.taken {
+			a.refuse(r, errUnavailable)
 		}
-		a.clearBatch()
+		a.clearTaken()
 		return now
 	}
 	// Keys are forgotten on schedule, a parked product's too: a prepared tx
 	// part is applied at commit as it was decided, never decided again, so
 	// a replay it found stays a replay.
 	a.state.forget(now, a.cfg.ForgetPerBatchMax)
-	for i := 0; i < a.cfg.ExpirePerBatchMax && a.ops < a.cfg.BatchOpsMax+a.cfg.ExpirePerBatchMax; i++ {
+	for i := 0; i < a.cfg.ExpirePerBatchMax && f.expiryFits(); i++ {
 		n := len(a.entries)
 		var ok bool
 		a.entries, ok = a.state.expire(now, a.state.isParked, a.entries)
@@ -393,17 +456,28 @@ func (a *actor) step() int64 {
 			break
 		}
 		a.applyNew(n)
-		a.ops++
-		a.cur.expired++
+		f.addExpiry()
 	}
-	for _, r := range a.batch {
+	for _, r := range f.taken {
 		a.handle(r, now)
 	}
-	a.clearBatch()
+	a.clearTaken()
 	return now
 }
 
-// send seals the current flight and hands it to the idle writer.
+// clearTaken forgets the requests the current flight took, now decided:
+// each joined the flight or gave back its budget.
+func (a *actor) clearTaken() {
+	f := a.cur
+	clear(f.taken)
+	f.taken = f.taken[:0]
+	if f.ops != 0 && f.empty() {
+		panic(fmt.Sprintf("shard %d: an empty flight has spent %d ops", a.id, f.ops))
+	}
+}
+
+// send seals the current flight and hands it to the idle writer; the next
+// flight opens with the request carried over, if any.
 func (a *actor) send() {
 	f := a.cur
 	if len(f.ends) > 0 {
@@ -419,20 +493,15 @@ func (a *actor) send() {
 	a.entries = a.entries[:0]
 	clear(a.refs)
 	a.refs = a.refs[:0]
-	a.ops = 0
+	if r := a.carry; r != nil {
+		a.carry = nil
+		a.cur.take(r)
+	}
 }
-
-// busy reports whether the current flight holds records or answers.
-func (a *actor) busy() bool { return len(a.cur.answer) > 0 || len(a.cur.ends) > 0 }
 
 // answer queues r to be answered once the current flight is durable.
 func (a *actor) answer(r *request) {
 	a.cur.answer = append(a.cur.answer, r)
-}
-
-func (a *actor) clearBatch() {
-	clear(a.batch)
-	a.batch = a.batch[:0]
 }
 
 // writer is the shard's writer goroutine: it writes each flight's records
@@ -516,8 +585,8 @@ func (a *actor) reply(r *request, err *Error) {
 	r.done <- struct{}{}
 }
 
-// handle decides and applies one request, or defers it while a product it
-// touches is held by a prepared tx.
+// handle decides and applies one request, which joins the current flight,
+// or defers it while a product it touches is held by a prepared tx.
 func (a *actor) handle(r *request, now int64) {
 	switch {
 	case r.kind == reqResolve:
@@ -526,8 +595,7 @@ func (a *actor) handle(r *request, now int64) {
 	case r.kind == reqPrepare && !r.evalOnly:
 		if _, gone := a.aborted[r.tx]; gone {
 			delete(a.aborted, r.tx)
-			a.unbudget(r)
-			a.reply(r, errTxAborted)
+			a.refuse(r, errTxAborted)
 			return
 		}
 		// Wait-die: a part that finds a product held waits for the holder
@@ -540,19 +608,14 @@ func (a *actor) handle(r *request, now int64) {
 			a.prepare(r, now)
 			a.answer(r)
 		case holderYounger:
-			a.deferred = append(a.deferred, r)
-			a.waiting.Add(1)
-			a.unbudget(r)
+			a.postpone(r)
 		default:
-			a.unbudget(r)
-			a.reply(r, errConflict)
+			a.refuse(r, errConflict)
 		}
 		return
 	}
 	if a.touchesParked(r) {
-		a.deferred = append(a.deferred, r)
-		a.waiting.Add(1)
-		a.unbudget(r) // it does not join this flight
+		a.postpone(r)
 		return
 	}
 	switch r.kind {
@@ -566,6 +629,20 @@ func (a *actor) handle(r *request, now int64) {
 		a.prepare(r, now)
 	}
 	a.answer(r)
+}
+
+// postpone takes r out of the current flight to wait for the products it
+// touches to be unparked (deferred).
+func (a *actor) postpone(r *request) {
+	a.cur.giveBack(r)
+	a.deferred = append(a.deferred, r)
+	a.waiting.Add(1)
+}
+
+// refuse takes r out of the current flight and answers it at once.
+func (a *actor) refuse(r *request, err *Error) {
+	a.cur.giveBack(r)
+	a.reply(r, err)
 }
 
 // touchesParked reports whether r touches a product a prepared tx holds.
@@ -606,10 +683,6 @@ func (a *actor) parkedBy(r *request) int {
 	}
 	return h
 }
-
-// unbudget gives back the flight budget of a request taken but not handled
-// in this flight.
-func (a *actor) unbudget(r *request) { a.ops = max(0, a.ops-r.cost()) }
 
 // write applies each op on its own.
 func (a *actor) write(r *request, now int64) {
@@ -731,12 +804,13 @@ func (a *actor) resolve(r *request) {
 	default:
 		p := a.state.abortTx(r.tx)
 		if p == nil && !r.durable {
-			// The prepare has not arrived yet: drop it when it does.
+			// The prepare has not arrived yet: drop it when it does. There
+			// is nothing to write.
 			a.aborted[r.tx] = struct{}{}
+			a.cur.giveBack(r)
+			break
 		}
-		if p != nil || r.durable {
-			a.record(a.enc.encodeTx(&txRecord{kind: txAbort, tx: r.tx}), recRef{entry: -1})
-		}
+		a.record(a.enc.encodeTx(&txRecord{kind: txAbort, tx: r.tx}), recRef{entry: -1})
 		if r.durable {
 			a.answer(r)
 		}
@@ -880,33 +954,34 @@ func (a *actor) finish(r *request) {
 // stop answers what is still queued, writes the last flight and closes the
 // journal.
 func (a *actor) stop() {
-	for {
+	for queued := true; queued; {
 		select {
 		case r := <-a.ctrl:
 			a.reply(r, errClosed)
 		case r := <-a.inbox:
 			a.reply(r, errClosed)
 		default:
-			if a.carry != nil {
-				a.reply(a.carry, errClosed)
-			}
-			for _, d := range a.deferred {
-				a.reply(d, errClosed)
-			}
-			for _, d := range a.ready {
-				a.reply(d, errClosed)
-			}
-			if a.busy() {
-				<-a.idle
-				a.send()
-			}
-			<-a.idle // the writer has answered everything
-			close(a.toWrite)
-			<-a.written
-			if err := a.journal.Close(); err != nil && !a.failed {
-				a.cfg.Logger.Error("close journal", "shard", a.id, "err", err)
-			}
-			return
+			queued = false
 		}
+	}
+	if a.carry != nil {
+		a.reply(a.carry, errClosed)
+		a.carry = nil
+	}
+	for _, d := range a.deferred {
+		a.reply(d, errClosed)
+	}
+	for _, d := range a.ready {
+		a.reply(d, errClosed)
+	}
+	if !a.cur.empty() {
+		<-a.idle
+		a.send()
+	}
+	<-a.idle // the writer has answered everything
+	close(a.toWrite)
+	<-a.written
+	if err := a.journal.Close(); err != nil && !a.failed {
+		a.cfg.Logger.Error("close journal", "shard", a.id, "err", err)
 	}
 }
