@@ -45,9 +45,14 @@
 //     flight (nobody waits for it), and answers the client.
 //  3. A part refused by a rule aborts the tx: the prepared parts are dropped
 //     and write an ABORT record. A part whose product another tx has parked
-//     is refused at once, never queued, so no tx waits while it holds
-//     products (no deadlock); the coordinator retries the tx after a short
-//     random backoff until Config.TxTimeout, then answers overloaded.
+//     follows wait-die: it waits for the holder if its tx is older (by its
+//     first attempt's number, kept across retries), and is refused at once
+//     if younger; the coordinator then retries the tx after a short random
+//     backoff until Config.TxTimeout, then answers overloaded. Waits only go
+//     from older to younger, so no cycle of waits (deadlock) can form, and a
+//     retried tx only grows older, so none starves. An older tx may thus
+//     hold its other parts while it waits for a younger one's outcome: one
+//     fsync round, bounded by TxTimeout.
 //  4. A participant that failed (journal error) or did not answer within
 //     TxTimeout may still get its PREPARE onto the disk. Before answering,
 //     the coordinator makes an ABORT durable on a prepared participant, and

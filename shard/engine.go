@@ -484,7 +484,8 @@ func (e *Engine) looseBatch(ctx context.Context, ops []Op, results []Result) {
 //  1. Every participant gets its part at once. Each dry-runs it and, if it
 //     passes, writes a PREPARE record with the part's entries in its next
 //     flight, holds the products (parks them) and answers once that flight
-//     is durable. A part whose product another tx holds is refused at once.
+//     is durable. A part whose product another tx holds waits for it if
+//     its tx is older, and is refused at once if younger (wait-die).
 //  2. When every part is durable the tx is committed: the coordinator tells
 //     each participant to apply its part (it writes a COMMIT record later,
 //     in its next flight, which nobody waits for) and answers the client.
