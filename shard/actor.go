@@ -89,7 +89,10 @@ type opResult struct {
 	replayOf   int64
 	replayLocs [2]uint64
 	replayN    int
-	stock      Stock
+	// replayed marks a replay of an earlier op of the same tx part, whose
+	// entries are not applied yet: entries are that op's.
+	replayed bool
+	stock    Stock
 }
 
 func newRequest(kind reqKind) *request {
@@ -736,7 +739,21 @@ func (a *actor) dryRun(ops []Op, now int64) ([]opResult, []Entry, int, *Error) {
 			return nil, nil, i, err
 		}
 		if out.replayOf != 0 {
-			results[i].replayOf = out.replayOf
+			if p := a.state.products[ops[i].ProductID]; p != nil && out.replayOf <= p.version {
+				results[i].replayOf = out.replayOf
+				continue
+			}
+			// The key was applied by an earlier op of this batch, on the
+			// fork only: answer with that op's entries (the live state has
+			// no locators for them yet).
+			for j := range i {
+				if e := results[j].entries; len(e) > 0 && e[0].ProductID == ops[i].ProductID && e[0].Version == out.replayOf {
+					results[i].entries, results[i].replayed = e, true
+				}
+			}
+			if !results[i].replayed {
+				panic(fmt.Sprintf("shard %d: dry run replays version %d of %q, which neither the state nor the batch has", a.id, out.replayOf, ops[i].ProductID))
+			}
 			continue
 		}
 		for j := n; j < len(all); j++ {

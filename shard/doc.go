@@ -62,7 +62,8 @@
 // While a product is parked, requests that touch it wait in its shard (and
 // count against its queue); nothing tentative is ever read, and a request
 // after the client's answer sees the tx (the commit message is queued before
-// the answer goes out). Its due holds do not expire (the part's entries were
+// the answer goes out, or, should the shard's ctrl queue be full, the
+// products stay parked until it arrives). Its due holds do not expire (the part's entries were
 // decided on its balances): they wait out of the expiry heap and expire as
 // soon as it is unparked, while the holds of other products expire on time.
 // Idempotency keys are forgotten on schedule, a parked product's too: a

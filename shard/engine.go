@@ -761,7 +761,7 @@ func (e *Engine) result(s int, o *opResult) Result {
 		return Result{Err: o.err}
 	}
 	if o.replayOf == 0 {
-		return Result{Entries: o.entries, Stock: o.stock}
+		return Result{Entries: o.entries, Stock: o.stock, Replayed: o.replayed}
 	}
 	res := Result{Replayed: true}
 	ens, err := e.read(s, o.replayLocs[:o.replayN]...)

@@ -349,3 +349,35 @@ func TestTxRandomCrashes(t *testing.T) {
 		})
 	}
 }
+
+// TestTxRepeatedOp sends an atomic batch that repeats an op (same product,
+// key and body) across shards, and one that goes through evaluation only
+// (an invalid op after it): the repeat replays the first op's entries, and
+// nothing panics. It used to crash the shard: the replay pointed at a
+// version that only the batch's dry run had.
+func TestTxRepeatedOp(t *testing.T) {
+	te := startEngine(t, 2)
+	ctx := context.Background()
+	a, b := productsOn(2, 0, 1)[0], productsOn(2, 1, 1)[0]
+	te.write(add(a, 10))
+	te.write(add(b, 10))
+	op := remove(a, 1)
+	res, err := te.Batch(ctx, []Op{op, op, remove(b, 1)}, true)
+	if err != nil {
+		t.Fatalf("batch: %v", err)
+	}
+	if res[0].Replayed || !res[1].Replayed || res[1].Entries[0].ID != res[0].Entries[0].ID {
+		t.Errorf("the repeat: %+v, want a replay of %+v", res[1], res[0])
+	}
+	if st := te.stock(a); st.OnHand != 9 || st.Version != 2 {
+		t.Errorf("stock of %s: %+v, want one REMOVE", a, st)
+	}
+	fresh := add("fresh", 1)
+	bad := add("x", 1)
+	bad.Quantity = 0
+	if _, err := te.Batch(ctx, []Op{fresh, fresh, bad}, true); err == nil || err.Code != CodeInvalidRequest || err.OpIndex != 2 {
+		t.Errorf("batch with an invalid op after a repeat: %v", err)
+	}
+	// The process is still up, and the engine serves.
+	te.write(add(b, 1))
+}
