@@ -110,11 +110,11 @@ func TestBadFlags(t *testing.T) {
 }
 
 // TestDescriptorExhaustion runs inventoryd under a low RLIMIT_NOFILE with
-// small WAL segments and floods it with idle connections, more than its
+// small WAL segments and floods it with silent connections, more than its
 // descriptors could hold. The connection limit keeps a descriptor for every
-// segment rollover: writes on a connection already accepted keep
-// succeeding, no shard fails, and once the flood leaves, new connections
-// write too, without a restart.
+// segment rollover: writes keep succeeding (the limiter sheds silent
+// connections to let the writer's in), no shard fails, and once the flood
+// leaves, new connections write too, without a restart.
 func TestDescriptorExhaustion(t *testing.T) {
 	dir := t.TempDir()
 	s := launch(t, dir, exec.Command("sh", "-c", `ulimit -n 160 && exec "$0" "$@"`, binary, "--addr", "127.0.0.1:0", "--data-dir", dir,
@@ -318,6 +318,49 @@ func TestRejectionsOverTheWire(t *testing.T) {
 		}
 		if _, ok := after[c.code]; !ok {
 			t.Errorf("case %d: no inventory_rejections_total{code=%q}", i, c.code)
+		}
+	}
+}
+
+// TestIdleConnectionsShed fills --max-conns with idle keep-alive
+// connections, as a careless or hostile client can: a new client must
+// still be served, within seconds rather than --idle-timeout, because the
+// server closes the connection idle longest to make room.
+func TestIdleConnectionsShed(t *testing.T) {
+	const slots = 20
+	s := start(t, t.TempDir(), "--max-conns", strconv.Itoa(slots), "--idle-timeout", "5m")
+	addr := strings.TrimPrefix(s.url, "http://")
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range slots {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("idle client's request: %v", err)
+		}
+		resp.Body.Close() // the connection stays open, idle
+	}
+	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 5 {
+		req, _ := http.NewRequest("POST", s.url+"/v1/products/p/transactions", strings.NewReader(`{"type":"ADD","quantity":1}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("fresh-%d", i))
+		resp, err := fresh.Do(req)
+		if err != nil {
+			t.Fatalf("write %d with every slot held by an idle connection: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			t.Fatalf("write %d: %d", i, resp.StatusCode)
 		}
 	}
 }

@@ -24,7 +24,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/net/netutil"
 
 	"github.com/inventory-ledger/inventory/httpapi"
 	"github.com/inventory-ledger/inventory/shard"
@@ -316,9 +315,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln = netutil.LimitListener(ln, conns)
+	limited := newConnLimiter(ln, conns)
+	ln = limited
 	srv := &http.Server{
 		Handler:           handler,
+		ConnState:         limited.ConnState,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
