@@ -410,15 +410,7 @@ func encodeReservation(w encoder, r *shard.Reservation) {
 // for, every entry appended, and the stock right after them. status > 0 adds
 // the batch result's status member first.
 func encodeResultBody(w encoder, res *shard.Result, status int) {
-	n := 3
-	if status > 0 {
-		n++
-	}
-	w.object(n)
-	if status > 0 {
-		w.key("status")
-		w.int(int64(status))
-	}
+	openResult(w, 3, status)
 	w.key("transaction")
 	start := w.mark()
 	encodeEntry(w, &res.Entries[0])
@@ -433,6 +425,19 @@ func encodeResultBody(w encoder, res *shard.Result, status int) {
 	w.key("stock")
 	encodeStock(w, &res.Stock)
 	w.end()
+}
+
+// openResult opens a write's answer of n members, with a batch result's
+// status member first when status > 0.
+func openResult(w encoder, n, status int) {
+	if status > 0 {
+		n++
+	}
+	w.object(n)
+	if status > 0 {
+		w.key("status")
+		w.int(int64(status))
+	}
 }
 
 // encodeResult writes a write's answer in the form ret asks for: the full
@@ -452,15 +457,7 @@ func encodeResult(w encoder, res *shard.Result, status int, ret returnPref) {
 //
 //	{"transactions":[{"id":"…","version":8}],"stock":{"on_hand":10,"reserved":2,"available":8,"version":8}}
 func encodeResultMinimal(w encoder, res *shard.Result, status int) {
-	n := 2
-	if status > 0 {
-		n++
-	}
-	w.object(n)
-	if status > 0 {
-		w.key("status")
-		w.int(int64(status))
-	}
+	openResult(w, 2, status)
 	w.key("transactions")
 	w.array(len(res.Entries))
 	for i := range res.Entries {

@@ -526,7 +526,7 @@ func (e *Engine) atomicBatch(ctx context.Context, ops []Op, results []Result) *E
 	backoff := txRetryMin
 	var prio uint64
 	for {
-		err, retry := e.tryTx(ops, results, shards, parts, deadline, &prio)
+		err, retry := e.tryTx(results, shards, parts, deadline, &prio)
 		if !retry {
 			if err == nil {
 				e.m.txCommitted.Inc()
@@ -570,7 +570,7 @@ const (
 // tryTx runs one attempt of a tx over parts (one request per shard, in
 // shards order) and returns its error, or retry when a part found a product
 // held.
-func (e *Engine) tryTx(ops []Op, results []Result, shards []int, parts map[int]*request, deadline time.Time, prio *uint64) (*Error, bool) {
+func (e *Engine) tryTx(results []Result, shards []int, parts map[int]*request, deadline time.Time, prio *uint64) (*Error, bool) {
 	tx := e.nextTx.Add(1)
 	if *prio == 0 {
 		*prio = tx // the first attempt's number is the tx's age

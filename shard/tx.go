@@ -257,7 +257,7 @@ func (s *State) collectTx(e *Entry, loc uint64) error {
 	return s.prepareTx(p)
 }
 
-// InDoubt returns the txs this shard prepared and whose outcome its log does
+// inDoubt returns the txs this shard prepared and whose outcome its log does
 // not hold, after a replay.
 func (s *State) inDoubt() []*txPart {
 	parts := make([]*txPart, 0, len(s.txs))
@@ -267,7 +267,7 @@ func (s *State) inDoubt() []*txPart {
 	return parts
 }
 
-// outcome reports what this shard knows of tx after a replay: committed,
+// txOutcome reports what this shard knows of tx after a replay: committed,
 // aborted, prepared (in doubt) or nothing (its part was never written).
 func (s *State) txOutcome(tx uint64) (prepared, known, committed bool) {
 	if _, ok := s.txs[tx]; ok {

@@ -103,14 +103,7 @@ func TestWriteStallsWithoutDescriptors(t *testing.T) {
 	for range 20 { // more rollovers after the stall
 		want = append(want, commit(t, l, genBlock(rng, 4, 300))...)
 	}
-	checkMirror(t, l)
-	readAll(t, l, want)
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	l, _, got := openLog(t, dir, opts)
-	defer l.Close()
-	sameRecs(t, got, want)
+	checkReopened(t, l, dir, opts, want)
 }
 
 // TestWriteStallsAtDirectorySync fails the directory fsync's open after a
@@ -151,11 +144,7 @@ func TestWriteStallsAtDirectorySync(t *testing.T) {
 	if !retried || syncs == 0 {
 		t.Fatalf("retried %v, %d directory syncs: the stall never happened", retried, syncs)
 	}
-	checkMirror(t, l)
-	l.Close()
-	l, _, got := openLog(t, dir, opts)
-	defer l.Close()
-	sameRecs(t, got, want)
+	checkReopened(t, l, dir, opts, want)
 }
 
 // TestWriteFailureStaysFatal checks that a failed write is not mistaken for a
@@ -241,12 +230,7 @@ func TestWriteStallsAtSegmentCreate(t *testing.T) {
 	for range 20 {
 		want = append(want, commit(t, l, genBlock(rng, 4, 300))...)
 	}
-	checkMirror(t, l)
-	readAll(t, l, want)
-	l.Close()
-	l, _, got := openLog(t, dir, opts)
-	defer l.Close()
-	sameRecs(t, got, want)
+	checkReopened(t, l, dir, opts, want)
 }
 
 // TestWriteStallsBeforeWriting fails the open when tidwall cycles before it
@@ -281,12 +265,7 @@ func TestWriteStallsBeforeWriting(t *testing.T) {
 		t.Errorf("block landed in segment %d, want the new segment %d", first, next)
 	}
 	want = append(want, recsAt(recs, locs)...)
-	checkMirror(t, l)
-	readAll(t, l, want)
-	l.Close()
-	l, _, got := openLog(t, dir, small)
-	defer l.Close()
-	sameRecs(t, got, want)
+	checkReopened(t, l, dir, small, want)
 }
 
 func recsAt(recs [][]byte, locs []uint64) []rec {
@@ -295,4 +274,18 @@ func recsAt(recs [][]byte, locs []uint64) []rec {
 		out[i] = rec{locs[i], recs[i]}
 	}
 	return out
+}
+
+// checkReopened checks that l's files match its mirror and hold want, read
+// through l, and again after a close and a reopen with opts.
+func checkReopened(t *testing.T, l *Log, dir string, opts Options, want []rec) {
+	t.Helper()
+	checkMirror(t, l)
+	readAll(t, l, want)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, _, got := openLog(t, dir, opts)
+	defer l.Close()
+	sameRecs(t, got, want)
 }
