@@ -57,6 +57,8 @@ type request struct {
 	// retried, so that a retried tx grows older until it waits, never dies.
 	tx, prio uint64
 	shards   []int
+	// deadline is when the coordinator of a prepare stops waiting for it.
+	deadline time.Time
 	// commit marks a resolve that applies the prepared part (else it
 	// aborts); durable marks an abort answered only once its ABORT record
 	// is durable.
@@ -181,9 +183,6 @@ type actor struct {
 	// markers are the outcomes of txs the replay left in doubt, which the
 	// first flight writes.
 	markers []txRecord
-	// aborted are txs aborted before their prepare arrived (the coordinator
-	// gave up waiting): the prepare, when it comes, is dropped.
-	aborted map[uint64]struct{}
 	// carry was taken from a queue but did not fit in the current flight's
 	// budget: it opens the next flight, and nothing more is taken until then.
 	carry *request
@@ -297,7 +296,6 @@ func newActor(id int, cfg *Config, st *State, j Journal, m *shardMetrics) *actor
 		toWrite: make(chan *flight),
 		written: make(chan struct{}),
 		enc:     newEncoder(),
-		aborted: make(map[uint64]struct{}),
 	}
 }
 
@@ -596,8 +594,9 @@ func (a *actor) handle(r *request, now int64) {
 		a.resolve(r)
 		return
 	case r.kind == reqPrepare && !r.evalOnly:
-		if _, gone := a.aborted[r.tx]; gone {
-			delete(a.aborted, r.tx)
+		// A part taken up (or again, after waiting) once its coordinator
+		// stopped waiting is refused: its tx is aborted or about to be.
+		if !time.Now().Before(r.deadline) {
 			a.refuse(r, errTxAborted)
 			return
 		}
@@ -821,9 +820,10 @@ func (a *actor) resolve(r *request) {
 	default:
 		p := a.state.abortTx(r.tx)
 		if p == nil && !r.durable {
-			// The prepare has not arrived yet: drop it when it does. There
-			// is nothing to write.
-			a.aborted[r.tx] = struct{}{}
+			// The part was refused or answered unavailable, or it has not
+			// been taken up yet. The coordinator aborts a part it has no
+			// answer from only past the part's deadline, so that part is
+			// refused when it is taken up. Nothing to write or remember.
 			a.cur.giveBack(r)
 			break
 		}

@@ -578,7 +578,7 @@ func (e *Engine) tryTx(results []Result, shards []int, parts map[int]*request, d
 	states := make([]partState, len(shards))
 	for k, s := range shards {
 		r := parts[s]
-		r.kind, r.tx, r.prio, r.shards = reqPrepare, tx, *prio, shards
+		r.kind, r.tx, r.prio, r.shards, r.deadline = reqPrepare, tx, *prio, shards, deadline
 		if !e.actors[s].submit(r) {
 			states[k] = partNotSent
 		}

@@ -71,8 +71,8 @@ func TestTranscriptTx(t *testing.T) {
 		diskWrites("COMMIT 1", "RESERVE p/r2 1 v3", "ADD p 1 v4"),
 		answers("R: ok v3", "U: ok v4"),
 		abortTx(5).note("not prepared here: nothing to write"),
-		submit("Z", prepare(5, 5, reserve("p", "r4", 1))),
-		answers("Z: unavailable").note("at once: tx 5 was aborted"),
+		submit("Z", late(prepare(5, 5, reserve("p", "r4", 1)))),
+		answers("Z: unavailable").note("at once: past its deadline, tx 5 is aborted"),
 		abortDurably("X", 6),
 		diskBusy(),
 		diskWrites("ABORT 6"),
@@ -413,6 +413,13 @@ func stock(p string) *request {
 func prepare(tx, prio uint64, ops ...Op) *request {
 	r := write(ops...)
 	r.kind, r.tx, r.prio, r.shards = reqPrepare, tx, prio, []int{0, 1}
+	r.deadline = time.Now().Add(time.Hour)
+	return r
+}
+
+// late makes a part taken up after its coordinator stopped waiting.
+func late(r *request) *request {
+	r.deadline = time.Now().Add(-time.Millisecond)
 	return r
 }
 
