@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/inventory-ledger/inventory/httpapi/ui"
 )
 
 var consoleScreenshot = flag.String("console-screenshot", "",
@@ -345,4 +347,40 @@ func ledgerRows(b *browser) []map[string]string {
 	b.eval(`[...document.querySelectorAll('#view table.ledger tbody tr')].map(tr =>
 		Object.fromEntries([...tr.querySelectorAll('td')].map(td => [td.dataset.k, td.textContent])))`, &r)
 	return r
+}
+
+// TestConsoleFiles checks how the console's files are served, without a
+// browser: the page and its two files with their types and policy, /ui sent
+// to /ui/, anything else under /ui/ a 404 problem.
+func TestConsoleFiles(t *testing.T) {
+	ts := newTestServer(t, serverOptions{})
+	for _, c := range []struct {
+		path, contentType, contains string
+	}{
+		{"/ui/", "text/html; charset=utf-8", `<script src="app.js" defer></script>`},
+		{"/ui/index.html", "text/html; charset=utf-8", `<main id="view">`},
+		{"/ui/app.js", "text/javascript; charset=utf-8", `"use strict"`},
+		{"/ui/app.css", "text/css; charset=utf-8", `.ledger`},
+	} {
+		w := ts.do(req{method: "GET", path: c.path})
+		if w.Code != 200 || w.Header().Get("Content-Type") != c.contentType || !strings.Contains(w.Body.String(), c.contains) {
+			t.Errorf("GET %s: %d %q, body has %q: %v", c.path, w.Code, w.Header().Get("Content-Type"), c.contains, strings.Contains(w.Body.String(), c.contains))
+		}
+		h := w.Header()
+		if h.Get("Content-Security-Policy") != ui.ContentSecurityPolicy || h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s: headers %v", c.path, h)
+		}
+	}
+	if w := ts.do(req{method: "GET", path: "/ui"}); w.Code != 301 || w.Header().Get("Location") != "/ui/" {
+		t.Errorf("GET /ui: %d Location %q", w.Code, w.Header().Get("Location"))
+	}
+	for _, p := range []string{"/ui/nope.js", "/ui/ui.go", "/ui/../openapi.json", "/ui/%2e%2e/openapi.json", "/ui/sub/app.js", "/ui/.app.js"} {
+		w := ts.do(req{method: "GET", path: p})
+		if w.Code == 200 {
+			t.Errorf("GET %s: 200 %.80s", p, w.Body)
+		} else if w.Code == 404 {
+			problem(t, w, 404, "not_found")
+		}
+	}
+	problem(t, ts.do(req{method: "POST", path: "/ui/", body: "{}"}), 405, "method_not_allowed")
 }
