@@ -121,7 +121,22 @@ func startBrowser(t testing.TB, width, height int) *browser {
 	b.call("Page.enable", nil, nil)
 	b.call("Emulation.setDeviceMetricsOverride", map[string]any{
 		"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}, nil)
+	// Every document records the Content-Security-Policy violations it
+	// sees; navigate and cspViolations read them.
+	b.call("Page.addScriptToEvaluateOnNewDocument", map[string]any{"source": `window.__csp = [];
+		document.addEventListener("securitypolicyviolation",
+			e => window.__csp.push(e.violatedDirective + " " + (e.blockedURI || "inline") + " " + (e.sample || "")));`}, nil)
 	return b
+}
+
+// cspViolations returns the policy violations the current document saw.
+func (b *browser) cspViolations() []string {
+	b.t.Helper()
+	var v []string
+	if err := b.tryEval(`window.__csp || []`, &v); err != nil {
+		b.t.Errorf("reading CSP violations: %v", err)
+	}
+	return v
 }
 
 func tail(b []byte, n int) []byte {
@@ -300,9 +315,13 @@ func (b *browser) waitFor(what, expr string) {
 	}
 }
 
-// navigate loads url in the page.
+// navigate loads url in the page, after checking that the document it
+// leaves saw no Content-Security-Policy violation.
 func (b *browser) navigate(url string) {
 	b.t.Helper()
+	if v := b.cspViolations(); len(v) > 0 {
+		b.t.Errorf("Content-Security-Policy violations: %q", v)
+	}
 	var r struct{ ErrorText string }
 	b.call("Page.navigate", map[string]any{"url": url}, &r)
 	if r.ErrorText != "" {

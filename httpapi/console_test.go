@@ -254,6 +254,28 @@ func TestConsole(t *testing.T) {
 		}
 	}
 
+	// The lookup form of the home page: a released hold.
+	b.navigate(srv.URL + "/ui/")
+	b.waitFor("the home view", `!!document.querySelector('#view [data-ready] #home-reservation')`)
+	b.eval(fmt.Sprintf(`(() => { document.getElementById("home-product").value = %q;
+		document.getElementById("home-reservation").value = "order-1";
+		document.getElementById("home-reservation").form.requestSubmit(); return true })()`, pid), nil)
+	waitRoute("the looked-up reservation", productHash+"/reservations/order-1")
+	b.eval(`Object.fromEntries([...document.querySelectorAll('table.facts td')].map(n => [n.dataset.k, n.textContent]))`, &facts)
+	got = ledgerRows(b)
+	if facts["state"] != "released" || len(got) != 2 || got[0]["type"] != "RESERVE" || got[1]["type"] != "RELEASE" {
+		t.Errorf("order-1 shows state %q and entries %v, want released, RESERVE then RELEASE", facts["state"], got)
+	}
+
+	// A product with no entries: the API's 404, shown as such.
+	b.navigate(srv.URL + "/ui/#/products/nothing-here")
+	waitRoute("an unknown product", "#/products/nothing-here")
+	var shown string
+	b.eval(`document.querySelector('#view .problem').textContent`, &shown)
+	if !strings.HasPrefix(shown, "404 not_found") {
+		t.Errorf("unknown product shows %q, want the 404 problem", shown)
+	}
+
 	// The stock at a time, where the server answers ?as_of=.
 	asOf := all[50]["created_at"].(string)
 	if w := ts.do(req{method: "GET", path: esc + "?as_of=" + asOf}); w.Code == 200 {
@@ -333,6 +355,9 @@ func TestConsole(t *testing.T) {
 		InURL: location.href.includes("good"), Stored: localStorage.length + sessionStorage.length})`, &leak)
 	if leak.InPage || leak.InURL || leak.Stored != 0 {
 		t.Errorf("the token leaked: %+v", leak)
+	}
+	if v := b.cspViolations(); len(v) > 0 {
+		t.Errorf("Content-Security-Policy violations: %q", v)
 	}
 	// The 401s and 403s above are logged by Chromium as failed loads only.
 	if p := b.takeProblems(); len(p) > 0 {
