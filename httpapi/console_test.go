@@ -267,6 +267,15 @@ func TestConsole(t *testing.T) {
 		t.Errorf("order-1 shows state %q and entries %v, want released, RESERVE then RELEASE", facts["state"], got)
 	}
 
+	// An active hold, by its deep link: not settled, one entry.
+	b.navigate(srv.URL + "/ui/" + productHash + "/reservations/order-2")
+	waitRoute("an active hold", productHash+"/reservations/order-2")
+	b.eval(`Object.fromEntries([...document.querySelectorAll('table.facts td')].map(n => [n.dataset.k, n.textContent]))`, &facts)
+	got = ledgerRows(b)
+	if facts["state"] != "active" || facts["settled_at"] != "—" || len(got) != 1 || got[0]["type"] != "RESERVE" {
+		t.Errorf("order-2 shows %v and entries %v, want active, not settled, one RESERVE", facts, got)
+	}
+
 	// A product with no entries: the API's 404, shown as such.
 	b.navigate(srv.URL + "/ui/#/products/nothing-here")
 	waitRoute("an unknown product", "#/products/nothing-here")

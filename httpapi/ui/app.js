@@ -239,7 +239,7 @@
       if (k === "delta" && v > 0) return el("td", { "data-k": k, class: "n", text: "+" + v });
       const numeric = ["version", "quantity", "delta", "on_hand", "reserved", "available"].includes(k);
       return el("td", { "data-k": k, class: numeric ? "n" : (k === "created_at" ? "time" : ""),
-        title: k === "created_at" ? "entry " + e.id : undefined, text: v === undefined ? "" : String(v) });
+        title: k === "created_at" ? "entry " + e.id : undefined, text: v === undefined || v === null ? "" : String(v) });
     })));
     return el("table", { class: "ledger" }, el("thead", {}, head), el("tbody", {}, rows));
   }
@@ -448,7 +448,7 @@
       return;
     }
     const row = (k, label) => el("tr", {}, el("th", { scope: "row", text: label }),
-      el("td", { "data-k": k, text: r[k] === undefined ? "" : String(r[k]) }));
+      el("td", { "data-k": k, text: r[k] === undefined || r[k] === null ? "—" : String(r[k]) }));
     append(view, [el("section", { class: "card" }, el("h2", { text: "Hold" }),
       el("table", { class: "facts" }, el("tbody", {}, row("state", "state"), row("quantity", "quantity held"),
         row("created_at", "created at"), row("expires_at", "expires at"), row("settled_at", "settled at"))))]);
