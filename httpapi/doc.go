@@ -36,5 +36,9 @@
 // in inventory_rejections_total by code, here and nowhere else: in
 // writeProblem, and for the refused ops inside a non-atomic batch's 200 in
 // postBatch. A panic is logged with its stack and answered 500
-// internal_error.
+// internal_error. inventory_ready is 1 while /readyz would answer 200.
+//
+// The ledger console (package ui) is served at /ui/: its three files only,
+// under the Content-Security-Policy of ui.ContentSecurityPolicy. It is a
+// client of the public API like any other and is not in openapi.json.
 package httpapi

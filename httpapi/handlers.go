@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/inventory-ledger/inventory/httpapi/ui"
 	"github.com/inventory-ledger/inventory/shard"
 )
 
@@ -285,3 +286,32 @@ func (s *server) openAPI(c echo.Context) error {
 	c.Response().Header()["Content-Type"] = hdrJSON
 	return c.Blob(http.StatusOK, mediaJSON, openAPI)
 }
+
+// console serves the ledger console's files (package ui) under a strict
+// Content-Security-Policy; any other name under /ui/ is 404. The files are
+// public: the console asks the operator for a token and sends it with its
+// API calls, as any client does.
+func (s *server) console(c echo.Context) error {
+	body, mediaType, ok := ui.File(c.Param("*"))
+	if !ok {
+		return newError(shard.CodeNotFound, "no console file at this path")
+	}
+	h := c.Response().Header()
+	h["Content-Security-Policy"] = hdrConsoleCSP
+	h["X-Content-Type-Options"] = hdrNosniff
+	h["Referrer-Policy"] = hdrNoReferrer
+	h["Cache-Control"] = hdrNoCache
+	return c.Blob(http.StatusOK, mediaType, body)
+}
+
+// consoleRoot sends /ui to /ui/.
+func (s *server) consoleRoot(c echo.Context) error {
+	return c.Redirect(http.StatusMovedPermanently, routeConsoleRoot+"/")
+}
+
+var (
+	hdrConsoleCSP = []string{ui.ContentSecurityPolicy}
+	hdrNosniff    = []string{"nosniff"}
+	hdrNoReferrer = []string{"no-referrer"}
+	hdrNoCache    = []string{"no-cache"}
+)

@@ -41,6 +41,9 @@ type serverOptions struct {
 	openGate chan struct{}
 	// logger is the API's logger (default: discard).
 	logger *slog.Logger
+	// engineMetrics puts the engine's metrics on /metrics too, as
+	// inventoryd does.
+	engineMetrics bool
 }
 
 func newTestServer(t testing.TB, o serverOptions) *testServer {
@@ -58,6 +61,10 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 	}
 	cfg := o.cfg
 	cfg.Shards = o.shards
+	reg := prometheus.NewRegistry()
+	if o.engineMetrics {
+		cfg.Registerer = reg
+	}
 	eng, err := shard.Open(cfg, open)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +88,6 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 			t.Fatal(err)
 		}
 	}
-	reg := prometheus.NewRegistry()
 	e, err := New(Config{Engine: eng, Registry: reg, Logger: o.logger})
 	if err != nil {
 		t.Fatal(err)

@@ -70,6 +70,11 @@ const (
 	routeReady        = "/readyz"
 	routeMetrics      = "/metrics"
 	routeOpenAPI      = "/openapi.json"
+	// routeConsole serves the ledger console's files (package ui);
+	// routeConsoleRoot sends /ui to /ui/, where the page's relative links
+	// resolve.
+	routeConsole     = "/ui/*"
+	routeConsoleRoot = "/ui"
 	// routeUnmatched labels requests that matched no route.
 	routeUnmatched = "unmatched"
 )
@@ -104,7 +109,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	}
 	s := &server{engine: cfg.Engine, log: cfg.Logger}
 	s.bodies.max = cfg.BodyBytesInflightMax
-	m, err := newHTTPMetrics(cfg.Registry, &s.bodies)
+	m, err := newHTTPMetrics(cfg.Registry, &s.bodies, func() bool { return cfg.Engine.Readiness() == nil })
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +139,8 @@ func New(cfg Config) (*echo.Echo, error) {
 		ErrorLog: slogErrorLog{cfg.Logger},
 	})))
 	e.GET(routeOpenAPI, s.openAPI)
+	e.GET(routeConsoleRoot, s.consoleRoot)
+	e.GET(routeConsole, s.console)
 	return e, nil
 }
 
@@ -269,7 +276,9 @@ type obsKey struct {
 	code          int
 }
 
-func newHTTPMetrics(reg prometheus.Registerer, bodies *bodyBudget) (*httpMetrics, error) {
+// newHTTPMetrics registers the HTTP layer's metrics on reg; ready reports
+// what /readyz would answer (true for 200), for inventory_ready.
+func newHTTPMetrics(reg prometheus.Registerer, bodies *bodyBudget, ready func() bool) (*httpMetrics, error) {
 	m := &httpMetrics{duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "inventory_http_request_duration_seconds",
 		Help: "Time from routing a request to writing its answer, by route pattern, method and status code.",
@@ -281,6 +290,15 @@ func newHTTPMetrics(reg prometheus.Registerer, bodies *bodyBudget) (*httpMetrics
 		Name: "inventory_http_body_inflight_bytes",
 		Help: "Bytes of request-body buffers held by requests whose bodies are being read or decoded; bounded by Config.BodyBytesInflightMax (--inflight-body-bytes).",
 	}, func() float64 { return float64(bodies.used.Load()) })
+	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "inventory_ready",
+		Help: "1 while /readyz answers 200 (every shard has replayed and can write), else 0.",
+	}, func() float64 {
+		if ready() {
+			return 1
+		}
+		return 0
+	})
 	rejections := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "inventory_rejections_total",
 		Help: "Refusals answered, by problem code: every problem document the API sends (a whole request refused, /readyz's 503 included) plus every refused op inside a non-atomic batch's 200. An atomic batch refused counts once.",
@@ -289,7 +307,7 @@ func newHTTPMetrics(reg prometheus.Registerer, bodies *bodyBudget) (*httpMetrics
 	for c := range problems {
 		m.rejections[c] = rejections.WithLabelValues(string(c))
 	}
-	for _, c := range []prometheus.Collector{m.duration, inflight, rejections} {
+	for _, c := range []prometheus.Collector{m.duration, inflight, readyGauge, rejections} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 		}

@@ -14,7 +14,7 @@ type metrics struct {
 	replays      prometheus.Counter
 	expired      prometheus.Counter
 	fsync        *prometheus.HistogramVec
-	batchEntries prometheus.Histogram
+	batchEntries *prometheus.HistogramVec
 	failed       *prometheus.GaugeVec
 	writeRetries *prometheus.CounterVec
 	stalled      *prometheus.GaugeVec
@@ -59,11 +59,11 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 			Help:    "Time to write and fsync one WAL batch.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14), // 50µs .. 0.4s
 		}, []string{"shard"}),
-		batchEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
+		batchEntries: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "inventory_wal_batch_entries",
-			Help:    "Ledger entries per WAL batch (one write and one fsync).",
+			Help:    "Ledger entries per WAL batch (one write and one fsync), by shard.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12), // 1 .. 2048
-		}),
+		}, []string{"shard"}),
 		failed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "inventory_shard_failed",
 			Help: "1 if the shard stopped after a journal error.",
@@ -102,7 +102,7 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 			replays:      m.replays,
 			expired:      m.expired,
 			fsync:        m.fsync.WithLabelValues(label),
-			batchEntries: m.batchEntries,
+			batchEntries: m.batchEntries.WithLabelValues(label),
 			failed:       m.failed.WithLabelValues(label),
 			writeRetries: m.writeRetries.WithLabelValues(label),
 			stalled:      m.stalled.WithLabelValues(label),
