@@ -38,6 +38,7 @@ const (
 	reqReservation
 	reqPrepare // this shard's part of a tx: write it prepared (doc.go)
 	reqResolve // the outcome of a tx: commit or abort its prepared part
+	reqLocate  // a product's stock and the locators of some versions (asof.go)
 )
 
 // request is one message to a shard actor. The caller fills the inputs and
@@ -67,6 +68,7 @@ type request struct {
 	reservationID string
 	after         int64
 	limit         int
+	versions      []int64 // reqLocate: versions to locate, each at most the product's
 
 	// Outputs.
 	err     *Error     // the whole request failed
@@ -953,6 +955,8 @@ func (a *actor) finish(r *request) {
 				r.next = end
 			}
 		}
+	case reqLocate:
+		st.finishLocate(r)
 	case reqReservation:
 		rec, ok := st.reservation(r.productID, r.reservationID)
 		if !ok {
