@@ -37,6 +37,9 @@ type Config struct {
 	// once with 503 overloaded. 0 means BodyBytesInflightDefault; otherwise
 	// it must be at least BodyBytesInflightMin.
 	BodyBytesInflightMax int64
+	// Reconciler, if set, serves POST /admin/reconcile; without it that
+	// route answers 503 unavailable.
+	Reconciler *shard.Reconciler
 }
 
 // Server timeouts set on the returned Echo's Server, for callers that start
@@ -80,6 +83,8 @@ type server struct {
 	log    *slog.Logger
 	m      *httpMetrics
 	bodies bodyBudget
+	// reconciler serves POST /admin/reconcile; nil when not configured.
+	reconciler *shard.Reconciler
 }
 
 // New returns an Echo that serves the API of API.md on cfg.Engine. The
@@ -102,7 +107,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		return nil, fmt.Errorf("httpapi: Config.BodyBytesInflightMax %d is below %d, one whole batch",
 			cfg.BodyBytesInflightMax, BodyBytesInflightMin)
 	}
-	s := &server{engine: cfg.Engine, log: cfg.Logger}
+	s := &server{engine: cfg.Engine, log: cfg.Logger, reconciler: cfg.Reconciler}
 	s.bodies.max = cfg.BodyBytesInflightMax
 	m, err := newHTTPMetrics(cfg.Registry, &s.bodies)
 	if err != nil {
@@ -134,6 +139,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		ErrorLog: slogErrorLog{cfg.Logger},
 	})))
 	e.GET(routeOpenAPI, s.openAPI)
+	e.POST(routeReconcile, s.postReconcile)
 	return e, nil
 }
 
