@@ -163,3 +163,22 @@ func TestReconcileFindsDivergence(t *testing.T) {
 		t.Errorf("after a second run: divergence counter %v, want 2", got)
 	}
 }
+
+// BenchmarkFinishBalances measures what one live read of a reconciliation
+// costs the actor: the balances of reconcileChunk products looked up among
+// 1M.
+func BenchmarkFinishBalances(b *testing.B) {
+	st := NewState(0, int64(RetentionDefault))
+	const n = 1_000_000
+	for i := range n {
+		st.products["p"+strconv.Itoa(i)] = &product{version: 1, onHand: 5}
+	}
+	r := newRequest(reqBalances)
+	for i := range reconcileChunk {
+		r.products = append(r.products, "p"+strconv.Itoa(i*3907%n))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		st.finishBalances(r)
+	}
+}
