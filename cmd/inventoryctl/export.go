@@ -67,9 +67,9 @@ func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 // commit it. Only applied entries are exported: a cart's prepared entries
 // appear when it commits, never when it aborts.
 //
-// Every line is an entry the replay accepted. A problem in a log stops the
-// export there with status 1 and the problem on stderr; the lines written
-// before it stand.
+// Every line is an entry the replay accepted. A problem in a shard's log
+// ends that shard's lines there; the other shards are still exported, and
+// the export ends with status 1 and the problem on stderr.
 func export(args []string, stdout, stderr io.Writer) int {
 	var dir, format, product, from, to string
 	fs := flags("export", stderr, &dir)

@@ -367,3 +367,26 @@ func release(version int64, id string, q int64, sec int, onHand, reserved int64)
 	return shard.Entry{ProductID: "p", Type: shard.TypeRelease, Quantity: q, Delta: q, OnHand: onHand, Reserved: reserved,
 		Version: version, ReservationID: id, CreatedAt: t0.Add(time.Duration(sec) * time.Second).UnixNano()}
 }
+
+// TestTornTailIsNotAProblem: a block cut short at the end of a log (a
+// crash, or a block being written beside the tools) is reported, left as
+// it is, and everything before it is read.
+func TestTornTailIsNotAProblem(t *testing.T) {
+	dir, a, _ := knownDir(t)
+	path := segment(t, dir, shard.Route(a, 2))
+	whole, _ := os.ReadFile(path)
+	torn := append(bytes.Clone(whole), 0xe8, 0x07, 1, 2, 3, 4, 5) // a frame of 1000 bytes, 5 of them there
+	if err := os.WriteFile(path, torn, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := ctl("verify", "--data-dir", dir)
+	if code != exitOK || !strings.Contains(out, "torn tail: 7 bytes at offset "+strconv.Itoa(len(whole))) {
+		t.Errorf("verify: status %d\n%s", code, out)
+	}
+	if code, out, _ := ctl("export", "--data-dir", dir, "--product", a); code != exitOK || strings.Count(out, "\n") != 5 {
+		t.Errorf("export: status %d, %d lines", code, strings.Count(out, "\n"))
+	}
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, torn) {
+		t.Error("the tools changed the segment")
+	}
+}
