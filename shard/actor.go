@@ -82,12 +82,13 @@ type request struct {
 	next    int64    // history: next_after, or 0
 
 	// reqLocate: the versions to locate (each at most the product's), whose
-	// locators go in locs. reqBalances: the products to read, and each
-	// one's live balances, if found.
+	// locators go in locs. reqBalances: the products to read, each one's
+	// live balances, if found, and how many products the shard holds.
 	versions []int64
 	products []string
 	live     []Balances
 	found    []bool
+	count    int
 
 	done chan struct{}
 }

@@ -67,7 +67,10 @@ type ReconcilerConfig struct {
 //
 // Each divergent product is logged with both states and counted in
 // inventory_reconcile_divergence_total{shard}. Products that exist only in
-// memory, with no entry in the log, are not looked for.
+// memory, with no entry in the log, are found by count: products only
+// grow, and the log read to the durable end after the last answer holds
+// every product memory held at that answer, so memory holding more is a
+// divergence (one, without a product id: memory is not searched for them).
 //
 // Memory: the recomputation holds each product's id and four numbers
 // while it runs (about 100 B a product), and a cart's entries from its
@@ -153,6 +156,8 @@ type ReconcileShard struct {
 
 // Divergence is one product whose cache and ledger differ.
 type Divergence struct {
+	// ProductID is empty for the divergence of a shard whose memory holds
+	// more products than its ledger.
 	ProductID string
 	// Live is the cache's state, Ledger the recomputed one, at Live's
 	// version unless the log does not reach it.
@@ -234,7 +239,10 @@ func (rc *Reconciler) shard(ctx context.Context, i int) ReconcileShard {
 			"reason", d.Reason, "live_version", d.Live.Version, "live_on_hand", d.Live.OnHand, "live_reserved", d.Live.Reserved,
 			"ledger_version", d.Ledger.Version, "ledger_on_hand", d.Ledger.OnHand, "ledger_reserved", d.Ledger.Reserved)
 	}
-	for start := 0; start < len(ids); start += reconcileChunk {
+	liveProducts := 0 // products in memory at the last chunk's answer
+	// At least one request, also for an empty log: it reports how many
+	// products memory holds.
+	for start := 0; start == 0 || start < len(ids); start += reconcileChunk {
 		chunk := ids[start:min(start+reconcileChunk, len(ids))]
 		r := newRequest(reqBalances)
 		r.products = chunk
@@ -251,6 +259,7 @@ func (rc *Reconciler) shard(ctx context.Context, i int) ReconcileShard {
 			out.Err = fmt.Sprintf("read live balances: %s", err.Detail)
 			return out
 		}
+		liveProducts = r.count
 		for k, id := range chunk {
 			live, found := r.live[k], r.found[k]
 			rec := b.products[id]
@@ -281,6 +290,12 @@ func (rc *Reconciler) shard(ctx context.Context, i int) ReconcileShard {
 	if _, err := cur.Next(dj.LastSeq(), b.record); err != nil {
 		out.Err = fmt.Sprintf("read the log: %v", err)
 		return out
+	}
+	// Products only grow, and the log read to the durable end holds every
+	// product memory held at the last answer: fewer means memory holds
+	// products the ledger does not.
+	if len(b.products) < liveProducts {
+		diverged(Divergence{Reason: fmt.Sprintf("memory holds %d products, the ledger only %d", liveProducts, len(b.products))})
 	}
 	for _, id := range ids {
 		if rec := b.products[id]; rec.watch != 0 {
@@ -376,9 +391,10 @@ func (b *rebuild) add(e *Entry) {
 	}
 }
 
-// finishBalances answers a reqBalances: the live state of r.products.
-// Called only from the actor goroutine.
+// finishBalances answers a reqBalances: the live state of r.products, and
+// how many products the shard holds. Called only from the actor goroutine.
 func (st *State) finishBalances(r *request) {
+	r.count = len(st.products)
 	r.live = make([]Balances, len(r.products))
 	r.found = make([]bool, len(r.products))
 	for k, id := range r.products {

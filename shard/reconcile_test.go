@@ -162,6 +162,17 @@ func TestReconcileFindsDivergence(t *testing.T) {
 	if got := divergenceTotal(t, reg); got != 2 {
 		t.Errorf("after a second run: divergence counter %v, want 2", got)
 	}
+
+	// A product in memory that the ledger does not have.
+	te.stock("lone")
+	te.actors[s].state.products["ghost"] = &product{version: 1, onHand: 1}
+	rep, err = rc.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Divergent() != 2 || rep.Shards[s].Divergent[1].ProductID != "" {
+		t.Errorf("with a product only in memory: %+v", rep.Shards[s])
+	}
 }
 
 // BenchmarkFinishBalances measures what one live read of a reconciliation
