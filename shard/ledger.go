@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"sync"
 )
 
 // ReadLog passes every record of shard i's log to fn, in log order, with
@@ -23,6 +24,10 @@ type LedgerOptions struct {
 	// entries thus come in version order. e and its strings are valid only
 	// during the call. An error stops the replay and is returned.
 	Entry func(shard int, e *Entry) error
+	// Parallel replays the shards at once, one goroutine each: Entry is
+	// then called concurrently for different shards, still in order within
+	// each. The entries of carts left in doubt follow once all are done.
+	Parallel bool
 }
 
 // Ledger is what ReplayLedger rebuilt from a data directory's logs.
@@ -66,28 +71,30 @@ type TxDecision struct {
 // in one log and aborted in another is reported. Idempotency keys are not
 // indexed (a caller that checks them sees them through Entry).
 //
-// It reads the shards one after the other and keeps every shard's state
+// It reads the shards one after the other (or at once, with Parallel)
+// and keeps every shard's state
 // until it returns: the memory of a service start, about. It returns an
 // error only when Entry does; problems in the logs are in the shards' Err.
 func ReplayLedger(shards int, read ReadLog, o LedgerOptions) (*Ledger, error) {
 	l := &Ledger{Shards: make([]LedgerShard, shards)}
 	states := make([]*State, shards)
-	var stop error // from Entry: ends everything
-	for i := range shards {
+	stops := make([]error, shards) // from Entry: end everything
+	replay := func(i int) {
 		st := NewState(i, math.MaxInt64)
 		st.beginReplay(math.MaxInt64) // keep no idempotency key
 		if o.Entry != nil {
 			st.onApply = func(e *Entry) error {
 				if err := o.Entry(i, e); err != nil {
-					stop = err
+					stops[i] = err
 					return err
 				}
 				return nil
 			}
 		}
+		states[i] = st
 		err := read(i, replayer(st))
-		if stop != nil {
-			return nil, stop
+		if stops[i] != nil {
+			return
 		}
 		if err == nil {
 			err = st.endReplay()
@@ -95,7 +102,22 @@ func ReplayLedger(shards int, read ReadLog, o LedgerOptions) (*Ledger, error) {
 		if err != nil {
 			l.Shards[i].Err = fmt.Errorf("shard %d: %w", i, err)
 		}
-		states[i] = st
+	}
+	if o.Parallel {
+		var wg sync.WaitGroup
+		for i := range shards {
+			wg.Go(func() { replay(i) })
+		}
+		wg.Wait()
+	} else {
+		for i := range shards {
+			if replay(i); stops[i] != nil {
+				break
+			}
+		}
+	}
+	if err := errors.Join(stops...); err != nil {
+		return nil, err
 	}
 	if err := checkOutcomes(states); err != nil {
 		l.Shards[0].Err = errors.Join(l.Shards[0].Err, err)
@@ -103,8 +125,8 @@ func ReplayLedger(shards int, read ReadLog, o LedgerOptions) (*Ledger, error) {
 	failed := slices.ContainsFunc(l.Shards, func(s LedgerShard) bool { return s.Err != nil })
 	if !failed {
 		markers, _, err := resolveInDoubt(states, slog.New(slog.DiscardHandler))
-		if stop != nil {
-			return nil, stop
+		if err := errors.Join(stops...); err != nil {
+			return nil, err
 		}
 		if err != nil {
 			l.Shards[0].Err = err

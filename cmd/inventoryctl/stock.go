@@ -61,19 +61,30 @@ func stock(args []string, stdout, stderr io.Writer) int {
 		return exitProblem
 	}
 	d.note(stderr)
-	stocks := make(map[string]*shard.Stock)
-	l, err := d.replay(func(_ int, e *shard.Entry) error {
+	// One map a shard, as the shards are replayed at once; a product
+	// belongs to one shard.
+	byShard := make([]map[string]*shard.Stock, d.shards)
+	for i := range byShard {
+		byShard[i] = make(map[string]*shard.Stock)
+	}
+	l, err := d.replay(true, func(i int, e *shard.Entry) error {
 		if e.CreatedAt > at || (product != "" && e.ProductID != product) {
 			return nil
 		}
-		s := stocks[e.ProductID]
+		s := byShard[i][e.ProductID]
 		if s == nil {
 			s = &shard.Stock{ProductID: string([]byte(e.ProductID))} // e's strings view its record
-			stocks[s.ProductID] = s
+			byShard[i][s.ProductID] = s
 		}
 		s.OnHand, s.Reserved, s.Version, s.UpdatedAt = e.OnHand, e.Reserved, e.Version, e.CreatedAt
 		return nil
 	})
+	stocks := make(map[string]*shard.Stock)
+	for _, m := range byShard {
+		for id, s := range m {
+			stocks[id] = s
+		}
+	}
 	if err == nil {
 		err = firstProblem(l)
 	}

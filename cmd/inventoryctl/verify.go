@@ -48,9 +48,12 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		return exitProblem
 	}
 	d.note(stderr)
-	keys := newKeyCheck(retention)
-	l, err := d.replay(func(i int, e *shard.Entry) error {
-		keys.see(i, e)
+	keys := make([]*keyCheck, d.shards) // one a shard: they run at once
+	for i := range keys {
+		keys[i] = newKeyCheck(retention)
+	}
+	l, err := d.replay(true, func(i int, e *shard.Entry) error {
+		keys[i].see(i, e)
 		return nil
 	})
 	if err != nil { // only from the callback, which never fails
@@ -58,7 +61,9 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		return exitProblem
 	}
 	errs := problems(l)
-	errs = append(errs, keys.errs...)
+	for _, k := range keys {
+		errs = append(errs, k.errs...)
+	}
 	fmt.Fprintf(stdout, "data directory %s: %d shards\n", d.path, d.shards)
 	for i, s := range l.Shards {
 		fmt.Fprintf(stdout, "shard %d: %d entries, %d products, %d active holds", i, s.Entries, s.Products, s.ActiveHolds)
@@ -86,8 +91,10 @@ func verify(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "  PROBLEM: %v\n", s.Err)
 		}
 	}
-	for _, err := range keys.errs {
-		fmt.Fprintf(stdout, "PROBLEM: %v\n", err)
+	for _, k := range keys {
+		for _, err := range k.errs {
+			fmt.Fprintf(stdout, "PROBLEM: %v\n", err)
+		}
 	}
 	if len(errs) > 0 {
 		fmt.Fprintf(stdout, "verify: %d problems\n", len(errs))
