@@ -31,6 +31,10 @@
 //     and versions and the balances after them, with Preference-Applied.
 //     Problems are always application/problem+json, whatever the Prefer.
 //
+// GET /v1/products/{product_id}?as_of= (asof.go) reads the stock as of a
+// past time from the ledger; POST /admin/reconcile (reconcile.go) runs a
+// shard.Reconciler and answers its report.
+//
 // Every request is timed into inventory_http_request_duration_seconds by
 // route pattern, method and status. Every refusal answered is counted once
 // in inventory_rejections_total by code, here and nowhere else: in

@@ -202,11 +202,17 @@ func (s *server) postBatch(c echo.Context) error {
 	return s.respond(c, sc, status, func(w encoder) { encodeBatchResults(w, results, ret) })
 }
 
-// getStock is GET /v1/products/{product_id}.
+// getStock is GET /v1/products/{product_id}[?as_of=].
 func (s *server) getStock(c echo.Context) error {
 	r := c.Request()
-	if err := noQuery(r); err != nil {
-		return err
+	if r.URL.RawQuery != "" {
+		t, ok, err := stockQuery(r.URL.RawQuery)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return s.stockAsOf(c, t)
+		}
 	}
 	st, err := s.engine.Stock(r.Context(), pathID(c.Param("product_id")))
 	if err != nil {

@@ -88,7 +88,14 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 			t.Fatal(err)
 		}
 	}
-	e, err := New(Config{Engine: eng, Registry: reg, Logger: o.logger})
+	rc, err := shard.NewReconciler(eng, shard.ReconcilerConfig{
+		OpenLog:    func(i int) shard.LogCursor { return js[i].Cursor() },
+		Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{Engine: eng, Registry: reg, Logger: o.logger, Reconciler: rc})
 	if err != nil {
 		t.Fatal(err)
 	}

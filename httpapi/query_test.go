@@ -86,7 +86,7 @@ func TestQueryStringAsDocumented(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json", "GET /v1/products/{product_id}", "POST /v1/batch"} {
+	for _, name := range []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json", "GET /v1/products/{product_id}/reservations/{reservation_id}", "POST /v1/batch"} {
 		if !checked[name] {
 			t.Errorf("%s was not checked", name)
 		}

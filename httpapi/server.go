@@ -37,6 +37,9 @@ type Config struct {
 	// once with 503 overloaded. 0 means BodyBytesInflightDefault; otherwise
 	// it must be at least BodyBytesInflightMin.
 	BodyBytesInflightMax int64
+	// Reconciler, if set, serves POST /admin/reconcile; without it that
+	// route answers 503 unavailable.
+	Reconciler *shard.Reconciler
 }
 
 // Server timeouts set on the returned Echo's Server, for callers that start
@@ -85,6 +88,8 @@ type server struct {
 	log    *slog.Logger
 	m      *httpMetrics
 	bodies bodyBudget
+	// reconciler serves POST /admin/reconcile; nil when not configured.
+	reconciler *shard.Reconciler
 }
 
 // New returns an Echo that serves the API of API.md on cfg.Engine. The
@@ -107,7 +112,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		return nil, fmt.Errorf("httpapi: Config.BodyBytesInflightMax %d is below %d, one whole batch",
 			cfg.BodyBytesInflightMax, BodyBytesInflightMin)
 	}
-	s := &server{engine: cfg.Engine, log: cfg.Logger}
+	s := &server{engine: cfg.Engine, log: cfg.Logger, reconciler: cfg.Reconciler}
 	s.bodies.max = cfg.BodyBytesInflightMax
 	m, err := newHTTPMetrics(cfg.Registry, &s.bodies, func() bool { return cfg.Engine.Readiness() == nil })
 	if err != nil {
@@ -141,6 +146,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.GET(routeOpenAPI, s.openAPI)
 	e.GET(routeConsoleRoot, s.consoleRoot)
 	e.GET(routeConsole, s.console)
+	e.POST(routeReconcile, s.postReconcile)
 	return e, nil
 }
 

@@ -38,6 +38,11 @@ const (
 	reqReservation
 	reqPrepare // this shard's part of a tx: write it prepared (doc.go)
 	reqResolve // the outcome of a tx: commit or abort its prepared part
+	// reqLocate reads a product's stock and the locators of some versions
+	// (asof.go); reqBalances the live balances of some products
+	// (reconcile.go).
+	reqLocate
+	reqBalances
 )
 
 // request is one message to a shard actor. The caller fills the inputs and
@@ -77,6 +82,15 @@ type request struct {
 	resv    resvRecord
 	locs    []uint64 // entries to read: history, or a reservation's entries
 	next    int64    // history: next_after, or 0
+
+	// reqLocate: the versions to locate (each at most the product's), whose
+	// locators go in locs. reqBalances: the products to read, each one's
+	// live balances, if found, and how many products the shard holds.
+	versions []int64
+	products []string
+	live     []Balances
+	found    []bool
+	count    int
 
 	done chan struct{}
 }
@@ -953,6 +967,10 @@ func (a *actor) finish(r *request) {
 				r.next = end
 			}
 		}
+	case reqLocate:
+		st.finishLocate(r)
+	case reqBalances:
+		st.finishBalances(r)
 	case reqReservation:
 		rec, ok := st.reservation(r.productID, r.reservationID)
 		if !ok {

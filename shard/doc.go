@@ -22,6 +22,15 @@
 //     replays every shard's journal in parallel at start-up, coordinates
 //     batches that span shards, and reads ledger entries back from the
 //     journals for history, reservations and idempotent replays.
+//  4. Around them, three readers of the ledger that change nothing:
+//     Engine.StockAsOf (asof.go) answers a product's stock as of a past
+//     time by a binary search over its entries, whose locators it asks the
+//     actor for a few at a time; ReplayLedger (ledger.go) replays a data
+//     directory's logs offline, through the same replayer, apply and
+//     in-doubt resolution as start-up, for the inventoryctl tools; and the
+//     Reconciler (reconcile.go) sums each shard's durable log independently
+//     and compares the result with the live balances, read from the actor
+//     256 products per request.
 //
 // # Atomic batches
 //

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/bits"
 	"math/rand/v2"
 	"slices"
@@ -117,7 +118,9 @@ func (e *Engine) start(open OpenJournal) {
 	wg.Wait()
 	var markers [][]txRecord
 	if err := errors.Join(errs...); err == nil {
-		markers, errs[0] = e.resolveInDoubt(states)
+		var maxTx uint64
+		markers, maxTx, errs[0] = resolveInDoubt(states, e.cfg.Logger)
+		e.nextTx.Store(maxTx)
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, j := range e.journals {
@@ -159,14 +162,13 @@ func (e *Engine) start(open OpenJournal) {
 // ABORT: then every part was durable, which is exactly when the coordinator
 // may have answered success. Otherwise it is aborted: some part was never
 // written, so no client was told it applied. It also numbers new txs past
-// every tx the logs name.
-func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, error) {
+// every tx the logs name: it returns the largest.
+func resolveInDoubt(states []*State, log *slog.Logger) ([][]txRecord, uint64, error) {
 	markers := make([][]txRecord, len(states))
 	var maxTx uint64
 	for _, st := range states {
 		maxTx = max(maxTx, st.maxTx)
 	}
-	e.nextTx.Store(maxTx)
 	// Decide every tx first, from the logs as replayed, then apply: an
 	// outcome applied on one shard must not change another's reading.
 	decided := make(map[uint64]bool)
@@ -178,7 +180,7 @@ func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, error) {
 			committed, aborted, all := false, false, true
 			for _, s := range p.shards {
 				if s >= len(states) {
-					return nil, fmt.Errorf("shard %d: tx %d names shard %d of %d", i, p.tx, s, len(states))
+					return nil, 0, fmt.Errorf("shard %d: tx %d names shard %d of %d", i, p.tx, s, len(states))
 				}
 				prepared, known, c := states[s].txOutcome(p.tx)
 				switch {
@@ -191,7 +193,7 @@ func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, error) {
 				}
 			}
 			if committed && aborted {
-				return nil, fmt.Errorf("shard %d: tx %d is both committed and aborted in the logs", i, p.tx)
+				return nil, 0, fmt.Errorf("shard %d: tx %d is both committed and aborted in the logs", i, p.tx)
 			}
 			decided[p.tx] = committed || (all && !aborted)
 		}
@@ -201,27 +203,33 @@ func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, error) {
 			commit := decided[p.tx]
 			if commit {
 				if _, err := st.commitTx(p.tx); err != nil {
-					return nil, fmt.Errorf("shard %d: %w", i, err)
+					return nil, 0, fmt.Errorf("shard %d: %w", i, err)
 				}
 				markers[i] = append(markers[i], txRecord{kind: txCommit, tx: p.tx})
 			} else {
 				st.abortTx(p.tx)
 				markers[i] = append(markers[i], txRecord{kind: txAbort, tx: p.tx})
 			}
-			e.cfg.Logger.Info("tx in doubt resolved", "shard", i, "tx", p.tx, "committed", commit)
+			log.Info("tx in doubt resolved", "shard", i, "tx", p.tx, "committed", commit)
 		}
 	}
 	for _, st := range states {
 		st.outcomes = nil
 	}
-	return markers, nil
+	return markers, maxTx, nil
 }
 
 // replayShard opens shard i's journal, applying every stored entry to st.
 func replayShard(i int, st *State, open OpenJournal) (Journal, error) {
+	return open(i, replayer(st))
+}
+
+// replayer returns the function that applies each record of a shard's log
+// to st, in log order.
+func replayer(st *State) func(loc uint64, rec []byte) error {
 	d := newDecoder()
 	var e Entry
-	return open(i, func(loc uint64, rec []byte) error {
+	return func(loc uint64, rec []byte) error {
 		var err error
 		switch {
 		case isTxRecord(rec):
@@ -240,7 +248,7 @@ func replayShard(i int, st *State, open OpenJournal) (Journal, error) {
 			return fmt.Errorf("record at %#x: %w", loc, err)
 		}
 		return nil
-	})
+	}
 }
 
 // Ready reports whether every shard has replayed and takes requests.

@@ -77,6 +77,9 @@ type State struct {
 	// only the active reservations, which is all a valid log reads (a COMMIT
 	// or RELEASE settles an active one), so it stays small and in cache.
 	settled tableBatch[resvRecord]
+	// onApply, if set, sees every entry apply added, right after: the
+	// offline ledger readers (ledger.go) use it; the service never sets it.
+	onApply func(e *Entry) error
 	// warm receives the loads of table.touch, so that they are not
 	// optimized away; its value means nothing.
 	warm uint64
@@ -544,6 +547,9 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	s.entries++
 	s.ids++
 	s.lastAt = max(s.lastAt, e.CreatedAt)
+	if s.onApply != nil {
+		return s.onApply(e)
+	}
 	return nil
 }
 

@@ -22,6 +22,10 @@
 //  4. Read returns a record by Loc, checked against its CRC, from any
 //     goroutine, concurrently with Commit. ReadMany reads several, opening
 //     each segment file once per run of Locs in it.
+//  5. A Reader reads a log read-only, in another goroutine or process than
+//     its writer, with the checks of Open: it stops without error at an
+//     incomplete last block (a torn tail, or one being written), which it
+//     never cuts, and resumes there on its next call.
 //
 // Open, Commit and Close are called only from the goroutine that owns the
 // log; one Log per directory, in one process.

@@ -179,39 +179,21 @@ func (s *scanner) scanSegment(seg segment, last bool) (int, error) {
 	}
 	pos := 0
 	for pos < len(data) {
-		size, vn := binary.Uvarint(data[pos:])
-		var reason string
-		definite, pastEOF, endsAtEOF := false, false, false
-		switch {
-		case vn == 0:
-			reason, pastEOF = "block length runs past end of file", true
-		case vn < 0:
-			reason = "bad block length"
-		case size > uint64(len(data)-pos-vn):
-			reason, pastEOF = "block runs past end of file", true
-			if _, r, intact := checkHeader(data[pos+vn:], s.seq+1); r != "" && intact {
-				reason, definite = r, true
+		b := parseBlock(data, pos, s.seq+1)
+		if b.reason == "" {
+			if err := s.replay(seg, data[pos+b.frame:b.end], pos+b.frame); err != nil {
+				return 0, err
 			}
-		default:
-			end := pos + vn + int(size)
-			reason, definite = checkBlock(data[pos+vn:end], s.seq+1)
-			if reason == "" {
-				if err := s.replay(seg, data[pos+vn:end], pos+vn); err != nil {
-					return 0, err
-				}
-				pos = end
-				continue
-			}
-			endsAtEOF = end == len(data)
+			pos = b.end
+			continue
 		}
-		torn := last && !definite && (pastEOF || endsAtEOF || allZero(data[pos:]))
-		if !torn {
-			return 0, &CorruptError{Segment: seg.path, Offset: int64(pos), Reason: reason}
+		if !last || !b.tear(data, pos) {
+			return 0, &CorruptError{Segment: seg.path, Offset: int64(pos), Reason: b.reason}
 		}
 		if err := cutTail(seg.path, pos); err != nil {
 			return 0, err
 		}
-		s.rep.Repaired, s.rep.RepairSegment, s.rep.RepairReason = true, seg.path, reason
+		s.rep.Repaired, s.rep.RepairSegment, s.rep.RepairReason = true, seg.path, b.reason
 		s.rep.RepairOffset, s.rep.RepairCutBytes = int64(pos), int64(len(data)-pos)
 		return pos, nil
 	}
@@ -225,6 +207,45 @@ func (s *scanner) scanSegment(seg segment, last bool) (int, error) {
 		}
 	}
 	return len(data), nil
+}
+
+// parsed is what parseBlock found at one offset of a segment.
+type parsed struct {
+	frame, end int    // the block's payload is data[pos+frame:end]
+	reason     string // "" for a valid block
+	// definite: the header checksum is valid but its content is wrong,
+	// which no torn write produces. pastEOF: the block's frame runs past
+	// the end of the file. endsAtEOF: an invalid block ends exactly there.
+	definite, pastEOF, endsAtEOF bool
+}
+
+// parseBlock checks the tidwall entry at data[pos:], which must be the
+// block with sequence seq.
+func parseBlock(data []byte, pos int, seq uint64) parsed {
+	var b parsed
+	size, vn := binary.Uvarint(data[pos:])
+	switch {
+	case vn == 0:
+		b.reason, b.pastEOF = "block length runs past end of file", true
+	case vn < 0:
+		b.reason = "bad block length"
+	case size > uint64(len(data)-pos-vn):
+		b.reason, b.pastEOF = "block runs past end of file", true
+		if _, r, intact := checkHeader(data[pos+vn:], seq); r != "" && intact {
+			b.reason, b.definite = r, true
+		}
+	default:
+		b.frame, b.end = vn, pos+vn+int(size)
+		b.reason, b.definite = checkBlock(data[pos+vn:b.end], seq)
+		b.endsAtEOF = b.reason != "" && b.end == len(data)
+	}
+	return b
+}
+
+// tear reports whether the invalid block b at data[pos:], in the last
+// segment, is a torn tail (doc.go, Open and repair) rather than corruption.
+func (b parsed) tear(data []byte, pos int) bool {
+	return !b.definite && (b.pastEOF || b.endsAtEOF || allZero(data[pos:]))
 }
 
 // syncFile fsyncs the file at path.

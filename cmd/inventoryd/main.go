@@ -63,6 +63,8 @@ type Config struct {
 	// MaxConns bounds the API's open connections; unset, it is derived
 	// from the descriptor limit (see descriptorBudget).
 	MaxConns autoInt
+	// ReconcileInterval runs a reconciliation that often; 0: off.
+	ReconcileInterval time.Duration
 	// shardsGiven is set when --shards (or its variable) was given: else an
 	// existing data directory keeps its count, and the default applies only
 	// to a new one.
@@ -115,6 +117,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers")
 	fs.Var(&c.MaxConns, "max-conns", fmt.Sprintf("open API connections at most; further clients wait in the listen backlog (auto: what RLIMIT_NOFILE leaves after the shards, at most %d)", maxConnsAuto))
 	fs.Int64Var(&c.InflightBodyBytes, "inflight-body-bytes", httpapi.BodyBytesInflightDefault, "bytes of request bodies all requests together may hold while they are read (>= 4194304, one batch); past it: 503 overloaded")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 0, "compare every shard's balances in memory with its ledger this often (0: off; 1m to 168h); POST /admin/reconcile runs one at once")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: inventoryd [flags]\n\nServes the inventory ledger HTTP API. Every flag can also be set by an\nenvironment variable: --data-dir is INVENTORY_DATA_DIR, and so on.\n\n")
 		fs.PrintDefaults()
@@ -206,6 +209,9 @@ func (c *Config) checkFlags() []error {
 		if f.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", f.name, f.v))
 		}
+	}
+	if d := c.ReconcileInterval; d != 0 && (d < reconcileIntervalMin || d > reconcileIntervalMax) {
+		errs = append(errs, fmt.Errorf("--reconcile-interval must be 0 (off) or %s to %s, got %s", reconcileIntervalMin, reconcileIntervalMax, d))
 	}
 	if c.ShutdownTimeout > 9*time.Second {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must leave time to close the logs within 10s (at most 9s), got %s", c.ShutdownTimeout))
@@ -307,9 +313,18 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	handler, err := httpapi.New(httpapi.Config{Engine: engine, Registry: reg, Logger: log, BodyBytesInflightMax: cfg.InflightBodyBytes})
+	rc, err := newReconciler(&cfg, engine, log)
 	if err != nil {
 		return err
+	}
+	handler, err := httpapi.New(httpapi.Config{Engine: engine, Registry: reg, Logger: log, BodyBytesInflightMax: cfg.InflightBodyBytes, Reconciler: rc})
+	if err != nil {
+		return err
+	}
+	if cfg.ReconcileInterval > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go reconcileEvery(ctx, rc, engine, cfg.ReconcileInterval, log)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -301,3 +301,48 @@ func (j *Journal) Cut(n int) {
 	j.recs, j.ends = j.recs[:keep], j.ends[:n]
 	j.located = uint64(keep)
 }
+
+// LastSeq returns the number of blocks written: the last durable block, as
+// wal.Log.LastSeq numbers them from 1.
+func (j *Journal) LastSeq() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return uint64(len(j.ends))
+}
+
+// Cursor returns a reader of the journal's blocks from the first, as
+// wal.Reader reads a log beside its writer.
+func (j *Journal) Cursor() *Cursor { return &Cursor{j: j} }
+
+// Cursor reads a Journal's blocks in order; see Journal.Cursor.
+type Cursor struct {
+	j   *Journal
+	seq uint64 // blocks read
+}
+
+// Next passes the records of the blocks after those read, up to and
+// including block until (0: every block written), to fn, with their
+// locators, and returns how many it passed.
+func (c *Cursor) Next(until uint64, fn func(loc uint64, rec []byte) error) (int, error) {
+	c.j.mu.Lock()
+	ends := append([]int(nil), c.j.ends...)
+	recs := append([][]byte(nil), c.j.recs...)
+	c.j.mu.Unlock()
+	if until == 0 || until > uint64(len(ends)) {
+		until = uint64(len(ends))
+	}
+	n := 0
+	for ; c.seq < until; c.seq++ {
+		start := 0
+		if c.seq > 0 {
+			start = ends[c.seq-1]
+		}
+		for i := start; i < ends[c.seq]; i++ {
+			if err := fn(uint64(i+1), recs[i]); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/inventory-ledger/inventory/shard"
+	"github.com/inventory-ledger/inventory/wal"
+)
+
+// dataDir is a data directory opened for reading.
+type dataDir struct {
+	path   string
+	shards int
+	// holder is the PID of the process holding the directory's lock, 0
+	// when none does.
+	holder int
+	// tails are what each shard's reading stopped at, after read.
+	tails []wal.Tail
+}
+
+// flags returns a flag set for command name with the --data-dir flag.
+func flags(name string, stderr io.Writer, dir *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("inventoryctl "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := os.Getenv("INVENTORY_DATA_DIR")
+	if def == "" {
+		def = "./data"
+	}
+	fs.StringVar(dir, "data-dir", def, "data directory (INVENTORY_DATA_DIR)")
+	return fs
+}
+
+// parseFlags parses args, refusing positional arguments; it returns the
+// exit status to end with, or -1 to go on.
+func parseFlags(fs *flag.FlagSet, args []string) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return exitUsage
+	}
+	return -1
+}
+
+// openDataDir reads dir's manifest and who holds its lock. It writes
+// nothing.
+func openDataDir(dir string) (*dataDir, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	n, ok, err := shard.ManifestShards(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%s has no %s: not a data directory", dir, shard.ManifestName)
+	}
+	d := &dataDir{path: dir, shards: n, tails: make([]wal.Tail, n)}
+	if pid, held, err := shard.LockHolder(dir); err == nil && held {
+		d.holder = pid
+	}
+	return d, nil
+}
+
+// note writes to w what the tools say of a directory in use.
+func (d *dataDir) note(w io.Writer) {
+	if d.holder != 0 {
+		fmt.Fprintf(w, "inventoryctl: %s is in use by process %d: reading each shard's log up to its last whole block\n", d.path, d.holder)
+	}
+}
+
+// read is a shard.ReadLog over the directory's logs, read-only.
+func (d *dataDir) read(i int, fn func(loc uint64, rec []byte) error) error {
+	r := wal.NewReader(shard.ShardDir(d.path, i))
+	_, err := r.Next(0, fn)
+	d.tails[i] = r.Tail()
+	return err
+}
+
+// replay replays every shard (shard.ReplayLedger), passing entries to fn;
+// with parallel, the shards at once, so that fn is called concurrently for
+// different shards.
+func (d *dataDir) replay(parallel bool, fn func(shard int, e *shard.Entry) error) (*shard.Ledger, error) {
+	return shard.ReplayLedger(d.shards, d.read, shard.LedgerOptions{Entry: fn, Parallel: parallel})
+}
+
+// problems returns the shards' problems.
+func problems(l *shard.Ledger) []error {
+	var errs []error
+	for _, s := range l.Shards {
+		if s.Err != nil {
+			errs = append(errs, s.Err)
+		}
+	}
+	return errs
+}
+
+// parseTime parses an RFC 3339 time flag value into Unix nanoseconds.
+func parseTime(name, v string) (int64, error) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return 0, fmt.Errorf("--%s must be an RFC 3339 time such as 2026-12-02T10:00:00Z, got %q", name, v)
+	}
+	return t.UnixNano(), nil
+}
+
+// formatTime formats Unix nanoseconds as the API does.
+func formatTime(ns int64) string {
+	return time.Unix(0, ns).UTC().Format("2006-01-02T15:04:05.000000000Z07:00")
+}
