@@ -194,6 +194,8 @@ type actor struct {
 	ready    []*request
 	// waiting counts deferred and ready, for submit on other goroutines.
 	waiting atomic.Int32
+	// snap writes the shard's snapshots (snapshot.go); nil when off.
+	snap *snapper
 }
 
 // flight is one batch on its way to disk: the requests taken for it, its
@@ -222,6 +224,9 @@ type flight struct {
 	expired int          // expiry RELEASEs
 	replays int          // idempotent replays answered
 	holds   int          // active holds right after the flight
+	// snapDurable receives, once the flight is written, whether it is
+	// durable: a snapshot covering it waits for that (snapshot.go).
+	snapDurable chan bool
 }
 
 func newFlight(cfg *Config) *flight {
@@ -437,6 +442,7 @@ func (a *actor) wait(now int64) time.Duration {
 func (a *actor) step() int64 {
 	f := a.cur
 	now := max(a.cfg.Clock(), a.state.lastAt)
+	a.adoptSnapshot()
 	if !a.failed && a.writeFailed.Load() {
 		a.fail()
 	}
@@ -490,6 +496,7 @@ func (a *actor) send() {
 		a.finish(r)
 	}
 	f.holds = a.state.ActiveHolds()
+	a.maybeSnapshot(f)
 	a.toWrite <- f
 	a.cur = <-a.free
 	clear(a.entries) // drop references to request strings
@@ -537,6 +544,10 @@ func (a *actor) writer() {
 				r.err = errUnavailable
 			}
 			r.done <- struct{}{}
+		}
+		if f.snapDurable != nil {
+			f.snapDurable <- !failed
+			f.snapDurable = nil
 		}
 		f.reset()
 		a.free <- f
@@ -954,7 +965,11 @@ func (a *actor) finish(r *request) {
 			}
 		}
 	case reqReservation:
-		rec, ok := st.reservation(r.productID, r.reservationID)
+		rec, ok, err := st.reservation(r.productID, r.reservationID)
+		if err != nil {
+			r.err = err
+			return
+		}
 		if !ok {
 			r.err = errorf(CodeNotFound, "reservation %q of product %q not found", r.reservationID, r.productID)
 			return
@@ -998,6 +1013,7 @@ func (a *actor) stop() {
 	<-a.idle // the writer has answered everything
 	close(a.toWrite)
 	<-a.written
+	a.finalSnapshot()
 	if err := a.journal.Close(); err != nil && !a.failed {
 		a.cfg.Logger.Error("close journal", "shard", a.id, "err", err)
 	}

@@ -94,30 +94,40 @@ func (e *Engine) start(open OpenJournal) {
 	errs := make([]error, e.cfg.Shards)
 	counts := make([]uint64, e.cfg.Shards)
 	states := make([]*State, e.cfg.Shards)
+	lds := make([]*loaded, e.cfg.Shards)
+	load := func(i int, full bool) {
+		ld, err := e.loadShard(i, open, full)
+		if err != nil {
+			errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
+			return
+		}
+		counts[i] = ld.st.Entries() - ld.snapped
+		e.journals[i] = ld.j
+		states[i], lds[i] = ld.st, ld
+	}
 	var wg sync.WaitGroup
 	for i := range e.cfg.Shards {
-		wg.Go(func() {
-			st := NewState(i, int64(e.cfg.Retention))
-			st.beginReplay(e.cfg.Clock() - int64(e.cfg.Retention))
-			j, err := replayShard(i, st, open)
-			if err != nil {
-				errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
-				return
-			}
-			if err := st.endReplay(); err != nil {
-				errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
-				j.Close()
-				return
-			}
-			counts[i] = st.Entries()
-			e.journals[i] = j
-			states[i] = st
-		})
+		wg.Go(func() { load(i, false) })
 	}
 	wg.Wait()
 	var markers [][]txRecord
 	if err := errors.Join(errs...); err == nil {
-		markers, errs[0] = e.resolveInDoubt(states)
+		var full []int
+		markers, full, errs[0] = e.resolveInDoubt(states)
+		// Shards whose snapshot cannot tell the outcome of a tx in doubt
+		// elsewhere are replayed in full, once (snapshot.go).
+		for _, i := range full {
+			e.cfg.Logger.Warn("a tx in doubt is older than the snapshot's outcomes: replaying the whole journal", "shard", i)
+			e.journals[i].Close()
+			states[i].store.close()
+			load(i, true)
+		}
+		if err := errors.Join(errs...); err == nil && len(full) > 0 {
+			markers, full, errs[0] = e.resolveInDoubt(states)
+			if len(full) > 0 {
+				errs[0] = fmt.Errorf("shards %v cannot resolve txs in doubt after a full replay", full)
+			}
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, j := range e.journals {
@@ -136,6 +146,7 @@ func (e *Engine) start(open OpenJournal) {
 		st := states[i]
 		e.actors[i] = newActor(i, &e.cfg, st, e.journals[i], e.m.shards[i])
 		e.actors[i].markers = markers[i]
+		e.actors[i].snap = newSnapper(&e.cfg, i, lds[i].snapped, lds[i].lastLoc)
 		e.m.shards[i].activeHolds.Store(int64(st.ActiveHolds()))
 		e.loaded[i].Store(true)
 	}
@@ -160,7 +171,12 @@ func (e *Engine) start(open OpenJournal) {
 // may have answered success. Otherwise it is aborted: some part was never
 // written, so no client was told it applied. It also numbers new txs past
 // every tx the logs name.
-func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, error) {
+//
+// It applies nothing and returns the shards to replay in full when a
+// participant was loaded from a snapshot that cannot answer for a tx
+// (named at or before the snapshot's largest tx, and not among the
+// outcomes it kept): only the whole log can.
+func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, []int, error) {
 	markers := make([][]txRecord, len(states))
 	var maxTx uint64
 	for _, st := range states {
@@ -170,6 +186,7 @@ func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, error) {
 	// Decide every tx first, from the logs as replayed, then apply: an
 	// outcome applied on one shard must not change another's reading.
 	decided := make(map[uint64]bool)
+	var full []int
 	for i, st := range states {
 		for _, p := range st.inDoubt() {
 			if _, done := decided[p.tx]; done {
@@ -178,9 +195,12 @@ func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, error) {
 			committed, aborted, all := false, false, true
 			for _, s := range p.shards {
 				if s >= len(states) {
-					return nil, fmt.Errorf("shard %d: tx %d names shard %d of %d", i, p.tx, s, len(states))
+					return nil, nil, fmt.Errorf("shard %d: tx %d names shard %d of %d", i, p.tx, s, len(states))
 				}
 				prepared, known, c := states[s].txOutcome(p.tx)
+				if !prepared && !known && p.tx <= states[s].snapMaxTx && !slices.Contains(full, s) {
+					full = append(full, s)
+				}
 				switch {
 				case known && c:
 					committed = true
@@ -191,17 +211,20 @@ func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, error) {
 				}
 			}
 			if committed && aborted {
-				return nil, fmt.Errorf("shard %d: tx %d is both committed and aborted in the logs", i, p.tx)
+				return nil, nil, fmt.Errorf("shard %d: tx %d is both committed and aborted in the logs", i, p.tx)
 			}
 			decided[p.tx] = committed || (all && !aborted)
 		}
+	}
+	if len(full) > 0 {
+		return nil, full, nil
 	}
 	for i, st := range states {
 		for _, p := range st.inDoubt() {
 			commit := decided[p.tx]
 			if commit {
 				if _, err := st.commitTx(p.tx); err != nil {
-					return nil, fmt.Errorf("shard %d: %w", i, err)
+					return nil, nil, fmt.Errorf("shard %d: %w", i, err)
 				}
 				markers[i] = append(markers[i], txRecord{kind: txCommit, tx: p.tx})
 			} else {
@@ -214,7 +237,7 @@ func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, error) {
 	for _, st := range states {
 		st.outcomes = nil
 	}
-	return markers, nil
+	return markers, nil, nil
 }
 
 // replayShard opens shard i's journal, applying every stored entry to st.

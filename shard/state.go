@@ -77,6 +77,21 @@ type State struct {
 	// only the active reservations, which is all a valid log reads (a COMMIT
 	// or RELEASE settles an active one), so it stays small and in cache.
 	settled tableBatch[resvRecord]
+	// store holds the reservations settled before the snapshot this state
+	// was loaded from or last wrote (settled.go); nil when none. It is
+	// immutable: reads of it are deterministic, like those of a map.
+	store *settledStore
+	// fresh lists the reservations settled since store was written, with
+	// their ids, for the next snapshot to move out of RAM; kept only when
+	// keepFresh (snapshots are on).
+	fresh     []settledRec
+	keepFresh bool
+	// recentTx are the outcomes of the last txs resolved here, a ring from
+	// recentNext (snapshot.go); snapMaxTx is the largest tx named by the
+	// snapshot this state was loaded from.
+	recentTx   []txOutcome
+	recentNext int
+	snapMaxTx  uint64
 	// warm receives the loads of table.touch, so that they are not
 	// optimized away; its value means nothing.
 	warm uint64
@@ -140,6 +155,7 @@ type hold struct {
 	id        string
 	qty       int64
 	expiresAt int64
+	version   int64 // of its RESERVE entry, for snapshots
 	heapIdx   int32 // place in State.heap; -1-i when set aside (State.asideHolds)
 }
 
@@ -258,12 +274,25 @@ func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error
 	var h *hold
 	switch op.Type {
 	case TypeReserve:
-		if _, ok := s.resv.get(rk); ok {
+		_, ok := s.resv.get(rk)
+		if !ok {
+			var err *Error
+			if _, ok, err = s.storedResv(op.ProductID, op.ReservationID); err != nil {
+				return out, outcome{}, err
+			}
+		}
+		if ok {
 			return out, outcome{}, errorf(CodeReservationExists,
 				"reservation %q already exists on this product", op.ReservationID)
 		}
 	case TypeCommit, TypeRelease:
 		r, ok := s.resv.get(rk)
+		if !ok {
+			var err *Error
+			if r, ok, err = s.storedResv(op.ProductID, op.ReservationID); err != nil {
+				return out, outcome{}, err
+			}
+		}
 		st := r.state()
 		if !ok {
 			st = StateUnknown
@@ -505,7 +534,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	}
 	switch e.Type {
 	case TypeReserve:
-		slot := s.allocHold(hold{productID: e.ProductID, id: e.ReservationID, qty: e.Quantity, expiresAt: e.ExpiresAt})
+		slot := s.allocHold(hold{productID: e.ProductID, id: e.ReservationID, qty: e.Quantity, expiresAt: e.ExpiresAt, version: e.Version})
 		if !s.resv.put(k, resvRecord{meta: uint64(e.Version)<<3 | uint64(StateActive), settle: int64(slot)}) {
 			return fmt.Errorf("entry %s: reservation %q reserved twice", e.ID, e.ReservationID)
 		}
@@ -532,7 +561,11 @@ func (s *State) apply(e *Entry, loc uint64) error {
 		} else if !s.idem.put(ik, rec) {
 			return fmt.Errorf("entry %s: idempotency key %q applied twice", e.ID, e.IdempotencyKey)
 		}
-		s.ages.push(ik, e.Version, e.CreatedAt)
+		k := agedKey{k: ik, version: e.Version, fp: e.Fingerprint, product: e.ProductID, key: e.IdempotencyKey}
+		if s.replaying {
+			k.product, k.key = strings.Clone(k.product), strings.Clone(k.key)
+		}
+		s.ages.push(k, e.CreatedAt)
 	}
 	if p == nil {
 		p = &product{}
@@ -685,6 +718,10 @@ func (s *State) allocHold(h hold) int32 {
 // settle ends the active hold of record r under key k.
 func (s *State) settle(k hkey, r resvRecord, st ReservationState, version int64) {
 	slot := int32(r.settle)
+	if h := s.holds.at(slot); s.keepFresh {
+		s.fresh = append(s.fresh, settledRec{productID: h.productID, id: h.id,
+			meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version})
+	}
 	if h := s.holds.at(slot); h.heapIdx >= 0 {
 		s.heap.remove(&s.holds, int(h.heapIdx))
 	} else {
@@ -717,8 +754,22 @@ func (s *State) forget(now int64, n int) int {
 }
 
 // reservation returns the index record of a reservation.
-func (s *State) reservation(productID, reservationID string) (resvRecord, bool) {
-	return s.resv.get(s.hash(productID, reservationID))
+func (s *State) reservation(productID, reservationID string) (resvRecord, bool, *Error) {
+	if r, ok := s.resv.get(s.hash(productID, reservationID)); ok {
+		return r, true, nil
+	}
+	return s.storedResv(productID, reservationID)
+}
+
+// storedResv looks a reservation up among those settled before the last
+// snapshot (settled.go). A failed read of the snapshot file answers
+// unavailable: it is the disk's fault, not the request's.
+func (s *State) storedResv(productID, reservationID string) (resvRecord, bool, *Error) {
+	r, ok, err := s.store.get(productID, reservationID)
+	if err != nil {
+		return r, false, errorf(CodeUnavailable, "read settled reservations: %v", err)
+	}
+	return r, ok, nil
 }
 
 // fork returns a scratch copy of the part of s that ops read, so that an
@@ -727,6 +778,7 @@ func (s *State) reservation(productID, reservationID string) (resvRecord, bool) 
 func (s *State) fork(ops []Op) *State {
 	f := newStateParts(s.shard, s.retention, s.seeds, 0)
 	f.entries, f.ids, f.lastAt = s.entries, s.ids, s.lastAt
+	f.store = s.store
 	for i := range ops {
 		op := &ops[i]
 		if p := s.products[op.ProductID]; p != nil && f.products[op.ProductID] == nil {
