@@ -245,13 +245,13 @@ func loadSnapshot(path string, shard, shards int, st *State, keysFrom int64) (sn
 	store := &settledStore{f: f, start: r.pos, n: n, filter: newBloom(n)}
 	for i := range n {
 		off := r.pos - store.start
-		var rec settledRec
-		if r.settled(&rec); r.err != nil {
+		hash := r.skipSettled()
+		if r.err != nil {
 			return fail("settled reservation %d: %v", i, r.err)
 		}
-		store.filter.add(rec.hash)
+		store.filter.add(hash)
 		if i%settledIndexEvery == 0 {
-			store.index = append(store.index, settledPoint{hash: rec.hash, off: off})
+			store.index = append(store.index, settledPoint{hash: hash, off: off})
 		}
 	}
 	store.end = r.pos
@@ -261,10 +261,8 @@ func loadSnapshot(path string, shard, shards int, st *State, keysFrom int64) (sn
 	if store.end != size-snapTrailerBytes {
 		return fail("%d bytes left after the body", size-snapTrailerBytes-store.end)
 	}
-	if n > 0 {
-		st.store = store
-		keep = true
-	}
+	st.store = store
+	keep = true
 	return h, nil
 }
 
@@ -274,6 +272,29 @@ type snapReader struct {
 	br  *bufio.Reader
 	pos int64
 	err error
+}
+
+// skipSettled reads past one record of a run and returns its hash: the
+// load needs no ids, and allocates none.
+func (r *snapReader) skipSettled() uint64 {
+	var h [8]byte
+	if r.err == nil {
+		_, r.err = io.ReadFull(r.br, h[:])
+		r.pos += 8
+	}
+	for range 2 {
+		n := r.uvarint()
+		if r.err == nil && n > snapStringBytesMax {
+			r.err = fmt.Errorf("string of %d bytes", n)
+		}
+		if r.err == nil {
+			_, r.err = r.br.Discard(int(n))
+			r.pos += int64(n)
+		}
+	}
+	r.uvarint()
+	r.varint()
+	return binary.LittleEndian.Uint64(h[:])
 }
 
 func (r *snapReader) settled(rec *settledRec) {

@@ -22,7 +22,8 @@ import (
 // length, and never rewrites a located slot once the flight is sealed); the
 // chunks of the idempotency key queue (appended past the captured length,
 // popped by moving a head, never rewritten); the settled reservations since
-// the last snapshot (State.fresh, replaced, not rewritten, when the
+// the last snapshot (State.fresh, handed over whole to the snapshot: the
+// actor starts a new list, and reads the old one again only once the
 // snapshot is adopted); the tx parts prepared (immutable once located).
 // Copied: the balances of each product and the active holds.
 //
@@ -107,8 +108,9 @@ func (s *State) capture(loc uint64, at int64, shards int) *snapCapture {
 		span:     s.ages.span,
 		outcomes: slices.Clone(s.recentTx),
 		store:    s.store,
-		fresh:    s.fresh[:len(s.fresh):len(s.fresh)],
+		fresh:    s.fresh,
 	}
+	s.sent, s.fresh = s.fresh, nil
 	for id, p := range s.products {
 		c.products = append(c.products, snapProduct{id, *p})
 	}
@@ -209,10 +211,11 @@ func (c *snapCapture) encode(w *snapWriter) {
 // writeSettled writes the run: the previous run merged with the
 // reservations settled since, in order, and returns its length.
 func (c *snapCapture) writeSettled(w *snapWriter) (int, error) {
-	fresh := make([]settledRec, len(c.fresh))
-	for i, r := range c.fresh {
-		r.hash = stableHash(r.productID, r.id)
-		fresh[i] = r
+	// Sorted in place: the actor reads these slots again only to adopt the
+	// snapshot (in any order), and appends past them meanwhile.
+	fresh := c.fresh
+	for i := range fresh {
+		fresh[i].hash = stableHash(fresh[i].productID, fresh[i].id)
 	}
 	slices.SortFunc(fresh, func(a, b settledRec) int { return compareSettled(&a, &b) })
 	n := len(fresh)
@@ -294,7 +297,7 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 			break
 		}
 		id := r.str()
-		p := &product{onHand: r.varint(), reserved: r.varint(), version: r.varint(), updatedAt: r.varint()}
+		p := &product{id: id, onHand: r.varint(), reserved: r.varint(), version: r.varint(), updatedAt: r.varint()}
 		if r.err == nil && (p.version < 1 || p.version > 1<<40) {
 			return fmt.Errorf("product %q at version %d", id, p.version)
 		}
@@ -419,7 +422,6 @@ type snapJob struct {
 // snapDone is what a finished snapshot hands back to the actor.
 type snapDone struct {
 	store *settledStore
-	fresh int // State.fresh[:fresh] is in the store
 	err   error
 }
 
@@ -483,7 +485,7 @@ func (a *actor) writeSnap(job *snapJob, finished chan struct{}) {
 		a.cfg.Logger.Info("snapshot written", "shard", a.id, "path", info.Path, "bytes", info.Bytes,
 			"entries", job.c.entries, "duration", time.Since(t).Round(time.Millisecond).String())
 	}
-	a.snap.done.Store(&snapDone{store: store, fresh: len(job.c.fresh), err: err})
+	a.snap.done.Store(&snapDone{store: store, err: err})
 }
 
 // adoptSnapshot takes up a finished snapshot: its run of settled
@@ -499,22 +501,26 @@ func (a *actor) adoptSnapshot() {
 		return
 	}
 	sn.busy = false
-	if d.store == nil {
-		return
-	}
-	a.state.adopt(d.store, d.fresh)
+	a.state.adopt(d.store)
 }
 
-// adopt makes store, just written with the reservations of fresh[:n], the
-// run of settled reservations: those leave the in-memory index.
-func (s *State) adopt(store *settledStore, n int) {
+// adopt takes up the end of the snapshot last captured: store, its run
+// of settled reservations, or nil if it failed. The reservations it
+// moved out of RAM leave the in-memory index; after a failure they go
+// back to the list for the next snapshot.
+func (s *State) adopt(store *settledStore) {
+	if store == nil {
+		s.fresh = append(s.sent, s.fresh...)
+		s.sent = nil
+		return
+	}
 	old := s.store
 	s.store = store
-	for i := range n {
-		r := &s.fresh[i]
+	for i := range s.sent {
+		r := &s.sent[i]
 		s.resv.del(s.hash(r.productID, r.id))
 	}
-	s.fresh = slices.Clone(s.fresh[n:])
+	s.sent = nil
 	old.close()
 }
 
@@ -642,5 +648,50 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 		ld.lastLoc = after
 	}
 	ld.j = j
+	if err := e.settleFresh(i, ld); err != nil {
+		j.Close()
+		st.store.close()
+		return nil, err
+	}
 	return ld, nil
+}
+
+// freshIndexMax is the most reservations settled in the replayed log that
+// start-up indexes in RAM (16-32 bytes each, plus their ids in
+// State.fresh until the next snapshot); past it, it writes a snapshot
+// before the shard starts, so that a long log without one (a first start
+// with snapshots, or after they were removed) never holds every
+// reservation ever made in RAM.
+var freshIndexMax = 1 << 16
+
+// settleFresh makes the reservations the replay of ld settled findable:
+// in a snapshot written now if there are many, else in the in-memory index.
+func (e *Engine) settleFresh(i int, ld *loaded) error {
+	st := ld.st
+	if len(st.fresh) > freshIndexMax {
+		c := st.capture(ld.lastLoc, max(e.cfg.Clock(), st.lastAt), e.cfg.Shards)
+		store, info, err := writeSnapshot(e.cfg.SnapshotDir(i), c, func() bool { return true })
+		if err == nil {
+			e.cfg.Logger.Info("snapshot written after the replay", "shard", i, "path", info.Path, "bytes", info.Bytes)
+			st.adopt(store)
+			ld.snapped = st.entries
+			return nil
+		}
+		st.adopt(nil)
+		e.m.snapshots.failures.Inc()
+		e.cfg.Logger.Error("snapshot after the replay not written; its settled reservations stay in RAM", "shard", i, "err", err)
+	}
+	return st.indexFresh()
+}
+
+// indexFresh puts the reservations of fresh into the in-memory index. A
+// reservation settled twice, or settled and active, is a corrupt log.
+func (s *State) indexFresh() error {
+	for i := range s.fresh {
+		r := &s.fresh[i]
+		if !s.resv.put(s.hash(r.productID, r.id), r.record()) {
+			return fmt.Errorf("reservation %q of product %q reserved twice", r.id, r.productID)
+		}
+	}
+	return nil
 }

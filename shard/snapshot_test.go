@@ -35,7 +35,7 @@ func snapshotAt(t *testing.T, s *State, dir string, loc uint64, now int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.adopt(store, len(c.fresh))
+	s.adopt(store)
 }
 
 // loadAndReplay builds a state as start-up does: the newest valid snapshot
@@ -60,6 +60,9 @@ func loadAndReplay(t *testing.T, dir string, log []Entry) (*State, uint64) {
 		}
 	}
 	if err := st.endReplay(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.indexFresh(); err != nil {
 		t.Fatal(err)
 	}
 	return st, loc
@@ -517,4 +520,40 @@ func BenchmarkSnapshotCapture(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/110_000, "ns/product+hold")
+}
+
+// TestLongReplayWritesSnapshot: a start with snapshots on a log that has
+// none settles more reservations in its replay than it indexes in RAM, so
+// it writes a snapshot before it is ready; reads and refusals are those of
+// the log, and so are those of a start with the in-memory index.
+func TestLongReplayWritesSnapshot(t *testing.T) {
+	te := startEngine(t, 1)
+	products, resvs := te.workload("a", 30)
+	before := te.ledger(products, resvs)
+	if err := te.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{5, 1 << 16} {
+		defer func(old int) { freshIndexMax = old }(freshIndexMax)
+		freshIndexMax = limit
+		dir := t.TempDir()
+		te.cfg.SnapshotDir = func(i int) string { return SnapshotDir(dir, i) }
+		te.open()
+		infos, _ := ListSnapshots(te.cfg.SnapshotDir(0))
+		if want := limit == 5; (len(infos) == 1) != want {
+			t.Errorf("limit %d: %d snapshots after the replay", limit, len(infos))
+		}
+		if after := te.ledger(products, resvs); after != before {
+			t.Fatalf("limit %d:\n%s\nwant\n%s", limit, after, before)
+		}
+		for _, r := range resvs {
+			if _, err := te.Write(context.Background(), reserve(r[0], r[1], 1)); err == nil || err.Code != CodeReservationExists {
+				t.Fatalf("limit %d: reservation %v reused: %v", limit, r, err)
+			}
+		}
+		te.cfg.SnapshotDir = nil // the next start replays the whole log again
+		if err := te.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

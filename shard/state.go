@@ -85,6 +85,7 @@ type State struct {
 	// their ids, for the next snapshot to move out of RAM; kept only when
 	// keepFresh (snapshots are on).
 	fresh     []settledRec
+	sent      []settledRec // fresh when the snapshot being written was captured
 	keepFresh bool
 	// recentTx are the outcomes of the last txs resolved here, a ring from
 	// recentNext (snapshot.go); snapMaxTx is the largest tx named by the
@@ -115,6 +116,7 @@ type State struct {
 // product holds the balances of one product. Its id is the key of
 // State.products (and is kept by its holds), so it is not stored again.
 type product struct {
+	id       string // its key in State.products
 	onHand   int64
 	reserved int64
 	// version equals len(locs) on the live state; it is kept apart because
@@ -525,7 +527,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	if s.replaying {
 		// The replay decodes entries in place: copy the strings kept (the
 		// id of a new product, the ids of a hold).
-		if p == nil || e.Type == TypeReserve {
+		if p == nil {
 			e.ProductID = strings.Clone(e.ProductID)
 		}
 		if e.Type == TypeReserve {
@@ -534,7 +536,11 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	}
 	switch e.Type {
 	case TypeReserve:
-		slot := s.allocHold(hold{productID: e.ProductID, id: e.ReservationID, qty: e.Quantity, expiresAt: e.ExpiresAt, version: e.Version})
+		pid := e.ProductID
+		if p != nil {
+			pid = p.id // one copy of the id for all the product's holds
+		}
+		slot := s.allocHold(hold{productID: pid, id: e.ReservationID, qty: e.Quantity, expiresAt: e.ExpiresAt, version: e.Version})
 		if !s.resv.put(k, resvRecord{meta: uint64(e.Version)<<3 | uint64(StateActive), settle: int64(slot)}) {
 			return fmt.Errorf("entry %s: reservation %q reserved twice", e.ID, e.ReservationID)
 		}
@@ -568,7 +574,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 		s.ages.push(k, e.CreatedAt)
 	}
 	if p == nil {
-		p = &product{}
+		p = &product{id: e.ProductID}
 		s.products[e.ProductID] = p
 		s.remember(e.ProductID, p)
 	}
@@ -605,6 +611,12 @@ func (s *State) endReplay() error {
 			"the log was cut inside a block or is corrupt", c.loc, c.version-1, s.productAt(c.version-1, c.loc), c.rest)
 	}
 	s.idem.load(&s.loading, nil)
+	if s.keepFresh {
+		// The reservations the replay settled are in s.fresh: the caller
+		// moves them to a snapshot or indexes them (indexFresh).
+		s.keysFrom, s.replaying = 0, false
+		return nil
+	}
 	s.resv.each(func(k hkey, r resvRecord) { s.settled.add(k, r) })
 	s.resv = newTable[resvRecord](tablePartBits)
 	var err error
@@ -736,7 +748,9 @@ func (s *State) settle(k hkey, r resvRecord, st ReservationState, version int64)
 	rec := resvRecord{meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version}
 	if s.replaying {
 		s.resv.del(k)
-		s.settled.add(k, rec)
+		if !s.keepFresh { // else indexed from fresh, or moved to a snapshot
+			s.settled.add(k, rec)
+		}
 		return
 	}
 	s.resv.put(k, rec)
