@@ -899,7 +899,8 @@ func (a *actor) locate(f *flight) {
 		switch {
 		case ref.entry >= 0:
 			e := &a.entries[ref.entry]
-			a.state.products[e.ProductID].locs[e.Version-1] = f.locs[i]
+			p := a.state.products[e.ProductID]
+			p.locs[e.Version-1-p.snapLocs] = f.locs[i]
 		case ref.part != nil:
 			ref.part.locs[ref.i] = f.locs[i]
 		}
@@ -933,12 +934,13 @@ func (a *actor) finish(r *request) {
 			case res.err != nil:
 			case res.replayOf != 0:
 				p := st.products[r.ops[i].ProductID]
-				res.replayLocs[0] = p.locs[res.replayOf-1]
-				res.replayN = 1
-				if res.replayOf < p.version {
-					res.replayLocs[1] = p.locs[res.replayOf]
-					res.replayN = 2
+				end := min(p.version, res.replayOf+1)
+				locs, err := st.locRange(p, res.replayOf-1, end)
+				if err != nil {
+					res.err = err
+					break
 				}
+				res.replayN = copy(res.replayLocs[:], locs)
 			default:
 				res.stock = stockAfter(&res.entries[len(res.entries)-1])
 			}
@@ -959,7 +961,12 @@ func (a *actor) finish(r *request) {
 		r.stock = p.stock(r.productID)
 		if r.after < p.version {
 			end := min(p.version, r.after+int64(r.limit))
-			r.locs = append([]uint64(nil), p.locs[r.after:end]...)
+			locs, err := st.locRange(p, r.after, end)
+			if err != nil {
+				r.err = err
+				return
+			}
+			r.locs = locs
 			if end < p.version {
 				r.next = end
 			}
@@ -976,9 +983,17 @@ func (a *actor) finish(r *request) {
 		}
 		p := st.products[r.productID]
 		r.resv = rec
-		r.locs = []uint64{p.locs[rec.reserveVersion()-1]}
+		var locs [2]uint64
+		if locs[0], err = st.locAt(p, rec.reserveVersion()); err == nil && rec.state() != StateActive {
+			locs[1], err = st.locAt(p, rec.settle)
+		}
+		if err != nil {
+			r.err = err
+			return
+		}
+		r.locs = []uint64{locs[0]}
 		if rec.state() != StateActive {
-			r.locs = append(r.locs, p.locs[rec.settle-1])
+			r.locs = append(r.locs, locs[1])
 		}
 	}
 }

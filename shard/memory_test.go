@@ -54,7 +54,7 @@ func BenchmarkMemoryPer(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			m.s.adopt(store)
+			m.s.adopt(store, c)
 		}},
 	}
 	// After a restart from the snapshot: the reservations as start-up

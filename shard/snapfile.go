@@ -455,7 +455,9 @@ func writeSnapshot(dir string, c *snapCapture, durable func() bool) (*settledSto
 	binary.LittleEndian.PutUint64(head[20:], c.loc)
 	binary.LittleEndian.PutUint64(head[28:], uint64(c.at))
 	w.Write(head[:])
-	c.encode(w)
+	if err := c.encode(w); err != nil {
+		return nil, info, err
+	}
 	n, err := c.writeSettled(w)
 	runStart := c.runStart
 	if err != nil {

@@ -2,7 +2,9 @@ package shard
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sync/atomic"
@@ -58,8 +60,10 @@ type snapCapture struct {
 }
 
 type snapProduct struct {
-	id string
-	p  product
+	id  string
+	p   product  // a copy, with the locators' slice header
+	ptr *product // the live one, whose locators adopt moves to the file
+	off int64    // where the new snapshot holds its locators
 }
 
 type snapHold struct {
@@ -112,7 +116,7 @@ func (s *State) capture(loc uint64, at int64, shards int) *snapCapture {
 	}
 	s.sent, s.fresh = s.fresh, nil
 	for id, p := range s.products {
-		c.products = append(c.products, snapProduct{id, *p})
+		c.products = append(c.products, snapProduct{id: id, p: *p, ptr: p})
 	}
 	for i := range s.holds.n {
 		if h := s.holds.at(i); h.productID != "" {
@@ -125,8 +129,11 @@ func (s *State) capture(loc uint64, at int64, shards int) *snapCapture {
 	return c
 }
 
-// encode writes everything but the settled reservations.
-func (c *snapCapture) encode(w *snapWriter) {
+// encode writes everything but the settled reservations. Each product's
+// locators are 8 bytes each, little-endian, so that the file serves
+// history pages after the load (State.locRange): those the previous
+// snapshot holds are copied from it, the rest come from RAM.
+func (c *snapCapture) encode(w *snapWriter) error {
 	w.uvarint(c.entries)
 	w.uvarint(c.ids)
 	w.varint(c.lastAt)
@@ -141,11 +148,14 @@ func (c *snapCapture) encode(w *snapWriter) {
 		w.varint(p.p.reserved)
 		w.varint(p.p.version)
 		w.varint(p.p.updatedAt)
-		locs := p.p.locs[:p.p.version]
-		prev := uint64(0)
-		for _, l := range locs {
-			w.varint(int64(l - prev))
-			prev = l
+		p.off = w.n
+		if n := p.p.snapLocs; n > 0 {
+			if _, err := io.Copy(w, io.NewSectionReader(c.store.f, p.p.locOff, 8*n)); err != nil {
+				return fmt.Errorf("copy locators from %s: %w", c.store.f.Name(), err)
+			}
+		}
+		for _, l := range p.p.locs[:p.p.version-p.p.snapLocs] {
+			w.Write(binary.LittleEndian.AppendUint64(w.tmp[:0], l))
 		}
 	}
 	w.uvarint(uint64(c.slabN))
@@ -206,6 +216,7 @@ func (c *snapCapture) encode(w *snapWriter) {
 		}
 		w.uvarint(b)
 	}
+	return nil
 }
 
 // writeSettled writes the run: the previous run merged with the
@@ -301,11 +312,10 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 		if r.err == nil && (p.version < 1 || p.version > 1<<40) {
 			return fmt.Errorf("product %q at version %d", id, p.version)
 		}
-		p.locs = make([]uint64, p.version, p.version+p.version/8)
-		prev := uint64(0)
-		for v := range p.locs {
-			prev += uint64(r.varint())
-			p.locs[v] = prev
+		p.snapLocs, p.locOff = p.version, r.pos
+		if r.err == nil {
+			_, r.err = r.br.Discard(int(8 * p.version))
+			r.pos += 8 * p.version
 		}
 		if _, dup := s.products[id]; dup {
 			return fmt.Errorf("product %q twice", id)
@@ -422,6 +432,7 @@ type snapJob struct {
 // snapDone is what a finished snapshot hands back to the actor.
 type snapDone struct {
 	store *settledStore
+	c     *snapCapture
 	err   error
 }
 
@@ -485,7 +496,7 @@ func (a *actor) writeSnap(job *snapJob, finished chan struct{}) {
 		a.cfg.Logger.Info("snapshot written", "shard", a.id, "path", info.Path, "bytes", info.Bytes,
 			"entries", job.c.entries, "duration", time.Since(t).Round(time.Millisecond).String())
 	}
-	a.snap.done.Store(&snapDone{store: store, err: err})
+	a.snap.done.Store(&snapDone{store: store, c: job.c, err: err})
 }
 
 // adoptSnapshot takes up a finished snapshot: its run of settled
@@ -501,14 +512,14 @@ func (a *actor) adoptSnapshot() {
 		return
 	}
 	sn.busy = false
-	a.state.adopt(d.store)
+	a.state.adopt(d.store, d.c)
 }
 
 // adopt takes up the end of the snapshot last captured: store, its run
 // of settled reservations, or nil if it failed. The reservations it
 // moved out of RAM leave the in-memory index; after a failure they go
 // back to the list for the next snapshot.
-func (s *State) adopt(store *settledStore) {
+func (s *State) adopt(store *settledStore, c *snapCapture) {
 	if store == nil {
 		s.fresh = append(s.sent, s.fresh...)
 		s.sent = nil
@@ -516,6 +527,14 @@ func (s *State) adopt(store *settledStore) {
 	}
 	old := s.store
 	s.store = store
+	// The locators the snapshot holds leave RAM.
+	for i := range c.products {
+		cp := &c.products[i]
+		p := cp.ptr
+		moved := cp.p.version - p.snapLocs
+		p.locs = slices.Clone(p.locs[moved:])
+		p.snapLocs, p.locOff = cp.p.version, cp.off
+	}
 	for i := range s.sent {
 		r := &s.sent[i]
 		s.resv.del(s.hash(r.productID, r.id))
@@ -673,11 +692,11 @@ func (e *Engine) settleFresh(i int, ld *loaded) error {
 		store, info, err := writeSnapshot(e.cfg.SnapshotDir(i), c, func() bool { return true })
 		if err == nil {
 			e.cfg.Logger.Info("snapshot written after the replay", "shard", i, "path", info.Path, "bytes", info.Bytes)
-			st.adopt(store)
+			st.adopt(store, c)
 			ld.snapped = st.entries
 			return nil
 		}
-		st.adopt(nil)
+		st.adopt(nil, nil)
 		e.m.snapshots.failures.Inc()
 		e.cfg.Logger.Error("snapshot after the replay not written; its settled reservations stay in RAM", "shard", i, "err", err)
 	}
@@ -694,4 +713,35 @@ func (s *State) indexFresh() error {
 		}
 	}
 	return nil
+}
+
+// locAt returns the journal locator of version v (1..p.version) of p.
+func (s *State) locAt(p *product, v int64) (uint64, *Error) {
+	locs, err := s.locRange(p, v-1, v)
+	if err != nil {
+		return 0, err
+	}
+	return locs[0], nil
+}
+
+// locRange returns the journal locators of the versions from+1 to to of
+// p: from the snapshot file for those it holds (one pread), then from
+// RAM. A failed read answers unavailable.
+func (s *State) locRange(p *product, from, to int64) ([]uint64, *Error) {
+	out := make([]uint64, 0, to-from)
+	if from < p.snapLocs {
+		end := min(to, p.snapLocs)
+		buf := make([]byte, 8*(end-from))
+		if _, err := s.store.f.ReadAt(buf, p.locOff+8*from); err != nil {
+			return nil, errorf(CodeUnavailable, "read locators from the snapshot: %v", err)
+		}
+		for i := 0; i < len(buf); i += 8 {
+			out = append(out, binary.LittleEndian.Uint64(buf[i:]))
+		}
+		from = end
+	}
+	if from < to {
+		out = append(out, p.locs[from-p.snapLocs:to-p.snapLocs]...)
+	}
+	return out, nil
 }

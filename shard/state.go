@@ -119,15 +119,20 @@ type product struct {
 	id       string // its key in State.products
 	onHand   int64
 	reserved int64
-	// version equals len(locs) on the live state; it is kept apart because
-	// a fork (State.fork) copies a product without its locators, which a
-	// hot product has millions of.
+	// version equals snapLocs+len(locs) on the live state; it is kept
+	// apart because a fork (State.fork) copies a product without its
+	// locators, which a hot product has millions of.
 	version   int64
 	updatedAt int64
-	// locs[v-1] is the journal locator of the entry with version v: the
-	// per-product index that lets history and idempotent replays read entries
-	// without scanning the log. 8 bytes per entry.
-	locs []uint64
+	// The journal locators of the product's entries: the per-product index
+	// that lets history and idempotent replays read entries without
+	// scanning the log. Those of versions 1..snapLocs are in the snapshot
+	// file of State.store, 8 bytes each from offset locOff (read with one
+	// pread per page); locs[i] is that of version snapLocs+1+i, in RAM
+	// until the next snapshot.
+	snapLocs int64
+	locOff   int64
+	locs     []uint64
 }
 
 func (p *product) stock(id string) Stock {
@@ -634,7 +639,7 @@ func (s *State) endReplay() error {
 // journal locator loc, or "" (for an error message: it scans every product).
 func (s *State) productAt(v int64, loc uint64) string {
 	for id, p := range s.products {
-		if p.version >= v && v >= 1 && p.locs[v-1] == loc {
+		if l, err := s.locAt(p, v); p.version >= v && v >= 1 && err == nil && l == loc {
 			return id
 		}
 	}
