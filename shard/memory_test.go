@@ -2,6 +2,7 @@ package shard
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 )
@@ -130,4 +131,43 @@ func mustDo(b *testing.B, m *machine, op Op) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkHistoryLocators measures what a page of 100 history entries
+// costs to locate after a restart from a snapshot, when the product's
+// locators are in the snapshot file: one product of 10M entries, pages at
+// random places (the file in the page cache, as after the load).
+func BenchmarkHistoryLocators(b *testing.B) {
+	const n = 10_000_000
+	s := NewState(0, int64(RetentionDefault))
+	s.keepFresh = true
+	e := Entry{ProductID: "p", Type: TypeAdd, Quantity: 1, Delta: 1, CreatedAt: t0, Origin: OriginRequest}
+	for v := int64(1); v <= n; v++ {
+		e.Version, e.OnHand = v, v
+		if err := s.apply(&e, uint64(v)<<8); err != nil {
+			b.Fatal(err)
+		}
+	}
+	dir := b.TempDir()
+	c := s.capture(n<<8, t0, 1)
+	store, _, err := writeSnapshot(dir, c, func() bool { return true })
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.adopt(store, c)
+	p := s.products["p"]
+	if p.snapLocs != n || len(p.locs) != 0 {
+		b.Fatalf("%d locators in the file, %d in RAM", p.snapLocs, len(p.locs))
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	b.ResetTimer()
+	for range b.N {
+		from := r.Int64N(n - 100)
+		locs, err := s.locRange(p, from, from+100)
+		if err != nil || locs[0] != uint64(from+1)<<8 {
+			b.Fatal("wrong locators", err)
+		}
+	}
+	b.StopTimer()
+	store.close()
 }
