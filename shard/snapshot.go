@@ -110,7 +110,8 @@ func (s *State) capture(loc uint64, at int64, shards int) *snapCapture {
 		ages:     slices.Clone(s.ages.chunks),
 		agesHead: s.ages.head,
 		span:     s.ages.span,
-		outcomes: slices.Clone(s.recentTx),
+		// Oldest first, so that a restored ring drops the oldest first.
+		outcomes: append(slices.Clone(s.recentTx[s.recentNext:]), s.recentTx[:s.recentNext]...),
 		store:    s.store,
 		fresh:    s.fresh,
 	}
