@@ -609,7 +609,7 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 	}
 	ld := &loaded{st: st, snapped: st.entries}
 	st.beginReplay(keysFrom)
-	seen := false
+	seen, snapFailed := false, false
 	d := newDecoder()
 	var ent Entry
 	replay := func(loc uint64, rec []byte) error {
@@ -634,6 +634,14 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 		}
 		if err != nil {
 			return fmt.Errorf("record at %#x: %w", loc, err)
+		}
+		if len(st.fresh) >= freshReplayMax && !snapFailed && st.collect == nil && !st.cont.pending {
+			// A long replay moves what it settled to a snapshot on the way.
+			if err := e.snapshotNow(i, st, loc); err != nil {
+				snapFailed = true
+				e.m.snapshots.failures.Inc()
+				e.cfg.Logger.Error("snapshot during the replay not written; settled reservations stay in RAM", "shard", i, "err", err)
+			}
 		}
 		return nil
 	}
@@ -684,20 +692,38 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 // reservation ever made in RAM.
 var freshIndexMax = 1 << 16
 
+// freshReplayMax bounds the settled reservations a replay holds in RAM
+// with their ids (about 60 B each): past it, it writes a snapshot of the
+// state at that record and goes on. The records it covers were read from
+// the journal's files; should they not survive (a tail not yet fsynced and
+// a power cut), start-up finds the snapshot ahead of the journal and does
+// not trust it.
+var freshReplayMax = 1 << 20
+
+// snapshotNow writes a snapshot of st, covering the journal up to loc, and
+// adopts it; called from the replay.
+func (e *Engine) snapshotNow(i int, st *State, loc uint64) error {
+	c := st.capture(loc, max(e.cfg.Clock(), st.lastAt), e.cfg.Shards)
+	store, info, err := writeSnapshot(e.cfg.SnapshotDir(i), c, func() bool { return true })
+	if err != nil {
+		st.adopt(nil, nil)
+		return fmt.Errorf("snapshot during the replay: %w", err)
+	}
+	e.cfg.Logger.Info("snapshot written during the replay", "shard", i, "path", info.Path, "bytes", info.Bytes)
+	st.adopt(store, c)
+	return nil
+}
+
 // settleFresh makes the reservations the replay of ld settled findable:
 // in a snapshot written now if there are many, else in the in-memory index.
 func (e *Engine) settleFresh(i int, ld *loaded) error {
 	st := ld.st
 	if len(st.fresh) > freshIndexMax {
-		c := st.capture(ld.lastLoc, max(e.cfg.Clock(), st.lastAt), e.cfg.Shards)
-		store, info, err := writeSnapshot(e.cfg.SnapshotDir(i), c, func() bool { return true })
+		err := e.snapshotNow(i, st, ld.lastLoc)
 		if err == nil {
-			e.cfg.Logger.Info("snapshot written after the replay", "shard", i, "path", info.Path, "bytes", info.Bytes)
-			st.adopt(store, c)
 			ld.snapped = st.entries
 			return nil
 		}
-		st.adopt(nil, nil)
 		e.m.snapshots.failures.Inc()
 		e.cfg.Logger.Error("snapshot after the replay not written; its settled reservations stay in RAM", "shard", i, "err", err)
 	}

@@ -533,14 +533,14 @@ func TestLongReplayWritesSnapshot(t *testing.T) {
 	if err := te.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	defer func(a, b int) { freshIndexMax, freshReplayMax = a, b }(freshIndexMax, freshReplayMax)
 	for _, limit := range []int{5, 1 << 16} {
-		defer func(old int) { freshIndexMax = old }(freshIndexMax)
-		freshIndexMax = limit
+		freshIndexMax, freshReplayMax = limit, limit+3
 		dir := t.TempDir()
 		te.cfg.SnapshotDir = func(i int) string { return SnapshotDir(dir, i) }
 		te.open()
 		infos, _ := ListSnapshots(te.cfg.SnapshotDir(0))
-		if want := limit == 5; (len(infos) == 1) != want {
+		if want := limit == 5; (len(infos) > 0) != want {
 			t.Errorf("limit %d: %d snapshots after the replay", limit, len(infos))
 		}
 		if after := te.ledger(products, resvs); after != before {
