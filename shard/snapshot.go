@@ -693,7 +693,7 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 var freshIndexMax = 1 << 16
 
 // freshReplayMax bounds the settled reservations a replay holds in RAM
-// with their ids (about 60 B each): past it, it writes a snapshot of the
+// with their ids (about 60 B each, 60 MB at most): past it, it writes a snapshot of the
 // state at that record and goes on. The records it covers were read from
 // the journal's files; should they not survive (a tail not yet fsynced and
 // a power cut), start-up finds the snapshot ahead of the journal and does
