@@ -240,32 +240,6 @@ func (e *Engine) resolveInDoubt(states []*State) ([][]txRecord, []int, error) {
 	return markers, nil, nil
 }
 
-// replayShard opens shard i's journal, applying every stored entry to st.
-func replayShard(i int, st *State, open OpenJournal) (Journal, error) {
-	d := newDecoder()
-	var e Entry
-	return open(i, func(loc uint64, rec []byte) error {
-		var err error
-		switch {
-		case isTxRecord(rec):
-			err = st.replayTx(rec, loc)
-		default:
-			if err = d.decode(rec, &e, true); err != nil {
-				break
-			}
-			if st.collect != nil {
-				err = st.collectTx(&e, loc)
-			} else {
-				err = st.apply(&e, loc)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("record at %#x: %w", loc, err)
-		}
-		return nil
-	})
-}
-
 // Ready reports whether every shard has replayed and takes requests.
 func (e *Engine) Ready() bool { return e.ready.Load() }
 
