@@ -80,22 +80,32 @@ func stableHash(productID, id string) uint64 {
 	return h
 }
 
-// bloom is a Bloom filter over stable hashes, probed by double hashing.
+// bloom is a blocked Bloom filter over stable hashes: a key's
+// settledBloomHashes bits all lie in one 512-bit block, one cache line, so
+// that adding or probing a key costs one cache miss, not one per bit
+// (which made the filter 40% of a snapshot's load). For the same size its
+// false positive rate is a little higher than a classic filter's.
 type bloom struct {
-	words []uint64
-	m     uint64 // bits
+	words  []uint64
+	blocks uint64
 }
+
+const bloomBlockWords = 8 // 512 bits
 
 func newBloom(n int) bloom {
-	m := uint64(max(64, n*settledBloomBits))
-	return bloom{words: make([]uint64, (m+63)/64), m: m}
+	blocks := uint64(max(1, (n*settledBloomBits+511)/512))
+	return bloom{words: make([]uint64, blocks*bloomBlockWords), blocks: blocks}
 }
 
-func (b *bloom) probes(h uint64, fn func(bit uint64) bool) bool {
-	h2 := bits.RotateLeft64(h, 32)*0x9e3779b97f4a7c15 | 1
-	for i := uint64(0); i < settledBloomHashes; i++ {
-		bit, _ := bits.Mul64(h+i*h2, b.m)
-		if !fn(bit) {
+// probes calls fn with the word index and bit mask of each of h's bits, as
+// long as fn returns true.
+func (b *bloom) probes(h uint64, fn func(w int, mask uint64) bool) bool {
+	blk, _ := bits.Mul64(h, b.blocks)
+	base := int(blk) * bloomBlockWords
+	h2 := bits.RotateLeft64(h, 29) * 0x9e3779b97f4a7c15
+	for i := 0; i < settledBloomHashes; i++ {
+		bit := h2 >> (9 * i) & 511
+		if !fn(base+int(bit>>6), 1<<(bit&63)) {
 			return false
 		}
 	}
@@ -103,14 +113,14 @@ func (b *bloom) probes(h uint64, fn func(bit uint64) bool) bool {
 }
 
 func (b *bloom) add(h uint64) {
-	b.probes(h, func(bit uint64) bool { b.words[bit/64] |= 1 << (bit % 64); return true })
+	b.probes(h, func(w int, mask uint64) bool { b.words[w] |= mask; return true })
 }
 
 func (b *bloom) mayHave(h uint64) bool {
-	if b.m == 0 {
+	if b.blocks == 0 {
 		return false
 	}
-	return b.probes(h, func(bit uint64) bool { return b.words[bit/64]&(1<<(bit%64)) != 0 })
+	return b.probes(h, func(w int, mask uint64) bool { return b.words[w]&mask != 0 })
 }
 
 // settledStore is the run of settled reservations of one snapshot file,

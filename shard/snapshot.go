@@ -304,12 +304,17 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 	s.maxTx = r.uvarint()
 	s.snapMaxTx = s.maxTx
 	np := r.count(1 << 40)
-	for range np {
+	// One map sized once and one array of products: a million products
+	// load without a million allocations or a growing map.
+	s.products = make(map[string]*product, np)
+	all := make([]product, np)
+	for k := range np {
 		if r.err != nil {
 			break
 		}
 		id := r.str()
-		p := &product{id: id, onHand: r.varint(), reserved: r.varint(), version: r.varint(), updatedAt: r.varint()}
+		p := &all[k]
+		*p = product{id: id, onHand: r.varint(), reserved: r.varint(), version: r.varint(), updatedAt: r.varint()}
 		if r.err == nil && (p.version < 1 || p.version > 1<<40) {
 			return fmt.Errorf("product %q at version %d", id, p.version)
 		}
