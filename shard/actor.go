@@ -207,6 +207,8 @@ type actor struct {
 	ready    []*request
 	// waiting counts deferred and ready, for submit on other goroutines.
 	waiting atomic.Int32
+	// snap writes the shard's snapshots (snapshot.go); nil when off.
+	snap *snapper
 }
 
 // flight is one batch on its way to disk: the requests taken for it, its
@@ -235,6 +237,9 @@ type flight struct {
 	expired int          // expiry RELEASEs
 	replays int          // idempotent replays answered
 	holds   int          // active holds right after the flight
+	// snapDurable receives, once the flight is written, whether it is
+	// durable: a snapshot covering it waits for that (snapshot.go).
+	snapDurable chan bool
 }
 
 func newFlight(cfg *Config) *flight {
@@ -449,6 +454,7 @@ func (a *actor) wait(now int64) time.Duration {
 func (a *actor) step() int64 {
 	f := a.cur
 	now := max(a.cfg.Clock(), a.state.lastAt)
+	a.adoptSnapshot()
 	if !a.failed && a.writeFailed.Load() {
 		a.fail()
 	}
@@ -502,6 +508,7 @@ func (a *actor) send() {
 		a.finish(r)
 	}
 	f.holds = a.state.ActiveHolds()
+	a.maybeSnapshot(f)
 	a.toWrite <- f
 	a.cur = <-a.free
 	clear(a.entries) // drop references to request strings
@@ -549,6 +556,10 @@ func (a *actor) writer() {
 				r.err = errUnavailable
 			}
 			r.done <- struct{}{}
+		}
+		if f.snapDurable != nil {
+			f.snapDurable <- !failed
+			f.snapDurable = nil
 		}
 		f.reset()
 		a.free <- f
@@ -902,7 +913,8 @@ func (a *actor) locate(f *flight) {
 		switch {
 		case ref.entry >= 0:
 			e := &a.entries[ref.entry]
-			a.state.products[e.ProductID].locs[e.Version-1] = f.locs[i]
+			p := a.state.products[e.ProductID]
+			p.locs[e.Version-1-p.snapLocs] = f.locs[i]
 		case ref.part != nil:
 			ref.part.locs[ref.i] = f.locs[i]
 		}
@@ -936,12 +948,13 @@ func (a *actor) finish(r *request) {
 			case res.err != nil:
 			case res.replayOf != 0:
 				p := st.products[r.ops[i].ProductID]
-				res.replayLocs[0] = p.locs[res.replayOf-1]
-				res.replayN = 1
-				if res.replayOf < p.version {
-					res.replayLocs[1] = p.locs[res.replayOf]
-					res.replayN = 2
+				end := min(p.version, res.replayOf+1)
+				locs, err := st.locRange(p, res.replayOf-1, end)
+				if err != nil {
+					res.err = err
+					break
 				}
+				res.replayN = copy(res.replayLocs[:], locs)
 			default:
 				res.stock = stockAfter(&res.entries[len(res.entries)-1])
 			}
@@ -962,7 +975,12 @@ func (a *actor) finish(r *request) {
 		r.stock = p.stock(r.productID)
 		if r.after < p.version {
 			end := min(p.version, r.after+int64(r.limit))
-			r.locs = append([]uint64(nil), p.locs[r.after:end]...)
+			locs, err := st.locRange(p, r.after, end)
+			if err != nil {
+				r.err = err
+				return
+			}
+			r.locs = locs
 			if end < p.version {
 				r.next = end
 			}
@@ -972,16 +990,28 @@ func (a *actor) finish(r *request) {
 	case reqBalances:
 		st.finishBalances(r)
 	case reqReservation:
-		rec, ok := st.reservation(r.productID, r.reservationID)
+		rec, ok, err := st.reservation(r.productID, r.reservationID)
+		if err != nil {
+			r.err = err
+			return
+		}
 		if !ok {
 			r.err = errorf(CodeNotFound, "reservation %q of product %q not found", r.reservationID, r.productID)
 			return
 		}
 		p := st.products[r.productID]
 		r.resv = rec
-		r.locs = []uint64{p.locs[rec.reserveVersion()-1]}
+		var locs [2]uint64
+		if locs[0], err = st.locAt(p, rec.reserveVersion()); err == nil && rec.state() != StateActive {
+			locs[1], err = st.locAt(p, rec.settle)
+		}
+		if err != nil {
+			r.err = err
+			return
+		}
+		r.locs = []uint64{locs[0]}
 		if rec.state() != StateActive {
-			r.locs = append(r.locs, p.locs[rec.settle-1])
+			r.locs = append(r.locs, locs[1])
 		}
 	}
 }
@@ -1016,6 +1046,7 @@ func (a *actor) stop() {
 	<-a.idle // the writer has answered everything
 	close(a.toWrite)
 	<-a.written
+	a.finalSnapshot()
 	if err := a.journal.Close(); err != nil && !a.failed {
 		a.cfg.Logger.Error("close journal", "shard", a.id, "err", err)
 	}

@@ -291,7 +291,7 @@ func TestExpiry(t *testing.T) {
 		e.CreatedBy != ActorSystem || e.Origin != OriginExpiry || e.IdempotencyKey != "" || e.Version != 3 {
 		t.Errorf("expiry entry: %+v", e)
 	}
-	r, _ := m.s.reservation("p", "r")
+	r, _, _ := m.s.reservation("p", "r")
 	if r.state() != StateExpired || r.settle != 3 {
 		t.Errorf("reservation: state %s settled at version %d, want expired at 3", r.state(), r.settle)
 	}

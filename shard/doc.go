@@ -124,16 +124,33 @@
 //
 // # Memory
 //
-// Per product: its balances (64 B), its map slot and id, and 8 B per ledger
-// entry (the locator of each version, so that a page of history or an
-// idempotent replay reads only the entries it returns). Per reservation
-// ever made: 32 B in the reservation index (ids are never reused, so they
-// are kept). Per active hold: 56 B plus its heap slot (or, while it is due
-// and its product parked, its place among the holds set aside). Per
-// idempotency key inside the retention window: 56 B (its index slot and its
-// place in the age queue). The indexes are cuckoo tables (table.go) that
-// stay 66-88% full; after a replay, both indexes start 80% full
-// (table.load). At the end of a replay each idempotency key and
-// reservation also takes 64 B for a moment: collected in log order, then
-// sorted by part for the bulk load.
+// Memory follows the live state, not the history (BenchmarkMemoryPer, the
+// README's numbers):
+//
+//   - per product: its balances, id and map slot (about 150 B), and 8 B
+//     per entry written since the last snapshot (the locator of each
+//     version, so that a page of history or an idempotent replay reads
+//     only the entries it returns). The locators a snapshot covers are
+//     read from its file (State.locRange).
+//   - per active hold: about 140 B (its slot, index record and heap slot).
+//   - per idempotency key inside the retention window: about 135 B (its
+//     index slot, its name and its place in the age queue).
+//   - per reservation settled before the last snapshot: 1.5 B (Bloom
+//     filter and sparse index, settled.go); one settled since: its index
+//     record and ids (State.fresh) until the next snapshot.
+//
+// The indexes are cuckoo tables (table.go) that stay 66-88% full and do
+// not shrink: the slots settled reservations leave at a snapshot stay
+// allocated until a restart. A replay collects the idempotency keys it
+// keeps (32 B each, for a moment) and loads them in bulk; with snapshots
+// on, the reservations it settles wait in State.fresh and, past 65536,
+// go to a snapshot before the shard starts.
+//
+// # Snapshots
+//
+// See snapshot.go (what a snapshot holds, how the actor hands it over,
+// atomic batches) and snapfile.go (the file format, the write steps).
+// Offline tools find and read snapshots with SnapshotDir, ListSnapshots,
+// LoadSnapshot (the newest valid one, into a State, as start-up does) and
+// ReadSnapshot (a summary to compare with a replay).
 package shard

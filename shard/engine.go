@@ -95,31 +95,41 @@ func (e *Engine) start(open OpenJournal) {
 	errs := make([]error, e.cfg.Shards)
 	counts := make([]uint64, e.cfg.Shards)
 	states := make([]*State, e.cfg.Shards)
+	lds := make([]*loaded, e.cfg.Shards)
+	load := func(i int, full bool) {
+		ld, err := e.loadShard(i, open, full)
+		if err != nil {
+			errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
+			return
+		}
+		counts[i] = ld.st.Entries() - ld.snapped
+		e.journals[i] = ld.j
+		states[i], lds[i] = ld.st, ld
+	}
 	var wg sync.WaitGroup
 	for i := range e.cfg.Shards {
-		wg.Go(func() {
-			st := NewState(i, int64(e.cfg.Retention))
-			st.beginReplay(e.cfg.Clock() - int64(e.cfg.Retention))
-			j, err := replayShard(i, st, open)
-			if err != nil {
-				errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
-				return
-			}
-			if err := st.endReplay(); err != nil {
-				errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
-				j.Close()
-				return
-			}
-			counts[i] = st.Entries()
-			e.journals[i] = j
-			states[i] = st
-		})
+		wg.Go(func() { load(i, false) })
 	}
 	wg.Wait()
 	var markers [][]txRecord
 	if err := errors.Join(errs...); err == nil {
+		var full []int
 		var maxTx uint64
-		markers, maxTx, errs[0] = resolveInDoubt(states, e.cfg.Logger)
+		markers, full, maxTx, errs[0] = resolveInDoubt(states, e.cfg.Logger)
+		// Shards whose snapshot cannot tell the outcome of a tx in doubt
+		// elsewhere are replayed in full, once (snapshot.go).
+		for _, i := range full {
+			e.cfg.Logger.Warn("a tx in doubt is older than the snapshot's outcomes: replaying the whole journal", "shard", i)
+			e.journals[i].Close()
+			states[i].store.close()
+			load(i, true)
+		}
+		if err := errors.Join(errs...); err == nil && len(full) > 0 {
+			markers, full, maxTx, errs[0] = resolveInDoubt(states, e.cfg.Logger)
+			if len(full) > 0 {
+				errs[0] = fmt.Errorf("shards %v cannot resolve txs in doubt after a full replay", full)
+			}
+		}
 		e.nextTx.Store(maxTx)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -139,6 +149,7 @@ func (e *Engine) start(open OpenJournal) {
 		st := states[i]
 		e.actors[i] = newActor(i, &e.cfg, st, e.journals[i], e.m.shards[i])
 		e.actors[i].markers = markers[i]
+		e.actors[i].snap = newSnapper(&e.cfg, i, lds[i].snapped, lds[i].lastLoc)
 		e.m.shards[i].activeHolds.Store(int64(st.ActiveHolds()))
 		e.loaded[i].Store(true)
 	}
@@ -163,7 +174,12 @@ func (e *Engine) start(open OpenJournal) {
 // may have answered success. Otherwise it is aborted: some part was never
 // written, so no client was told it applied. It also numbers new txs past
 // every tx the logs name: it returns the largest.
-func resolveInDoubt(states []*State, log *slog.Logger) ([][]txRecord, uint64, error) {
+//
+// It applies nothing and returns the shards to replay in full when a
+// participant was loaded from a snapshot that cannot answer for a tx
+// (named at or before the snapshot's largest tx, and not among the
+// outcomes it kept): only the whole log can.
+func resolveInDoubt(states []*State, log *slog.Logger) ([][]txRecord, []int, uint64, error) {
 	markers := make([][]txRecord, len(states))
 	var maxTx uint64
 	for _, st := range states {
@@ -172,6 +188,7 @@ func resolveInDoubt(states []*State, log *slog.Logger) ([][]txRecord, uint64, er
 	// Decide every tx first, from the logs as replayed, then apply: an
 	// outcome applied on one shard must not change another's reading.
 	decided := make(map[uint64]bool)
+	var full []int
 	for i, st := range states {
 		for _, p := range st.inDoubt() {
 			if _, done := decided[p.tx]; done {
@@ -180,9 +197,12 @@ func resolveInDoubt(states []*State, log *slog.Logger) ([][]txRecord, uint64, er
 			committed, aborted, all := false, false, true
 			for _, s := range p.shards {
 				if s >= len(states) {
-					return nil, 0, fmt.Errorf("shard %d: tx %d names shard %d of %d", i, p.tx, s, len(states))
+					return nil, nil, 0, fmt.Errorf("shard %d: tx %d names shard %d of %d", i, p.tx, s, len(states))
 				}
 				prepared, known, c := states[s].txOutcome(p.tx)
+				if !prepared && !known && p.tx <= states[s].snapMaxTx && !slices.Contains(full, s) {
+					full = append(full, s)
+				}
 				switch {
 				case known && c:
 					committed = true
@@ -193,17 +213,20 @@ func resolveInDoubt(states []*State, log *slog.Logger) ([][]txRecord, uint64, er
 				}
 			}
 			if committed && aborted {
-				return nil, 0, fmt.Errorf("shard %d: tx %d is both committed and aborted in the logs", i, p.tx)
+				return nil, nil, 0, fmt.Errorf("shard %d: tx %d is both committed and aborted in the logs", i, p.tx)
 			}
 			decided[p.tx] = committed || (all && !aborted)
 		}
+	}
+	if len(full) > 0 {
+		return nil, full, maxTx, nil
 	}
 	for i, st := range states {
 		for _, p := range st.inDoubt() {
 			commit := decided[p.tx]
 			if commit {
 				if _, err := st.commitTx(p.tx); err != nil {
-					return nil, 0, fmt.Errorf("shard %d: %w", i, err)
+					return nil, nil, 0, fmt.Errorf("shard %d: %w", i, err)
 				}
 				markers[i] = append(markers[i], txRecord{kind: txCommit, tx: p.tx})
 			} else {
@@ -216,12 +239,7 @@ func resolveInDoubt(states []*State, log *slog.Logger) ([][]txRecord, uint64, er
 	for _, st := range states {
 		st.outcomes = nil
 	}
-	return markers, maxTx, nil
-}
-
-// replayShard opens shard i's journal, applying every stored entry to st.
-func replayShard(i int, st *State, open OpenJournal) (Journal, error) {
-	return open(i, replayer(st))
+	return markers, nil, maxTx, nil
 }
 
 // replayer returns the function that applies each record of a shard's log

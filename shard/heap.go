@@ -92,12 +92,16 @@ type ageChunk struct {
 type agedKey struct {
 	k       hkey
 	version int64
+	// fp, product and key are kept for snapshots, which store the key by
+	// name: the hash k is seeded per process.
+	fp           uint64
+	product, key string
 }
 
 // agesChunk bounds the keys of one chunk (96 KiB).
 const agesChunk = 4096
 
-func (q *idemAges) push(k hkey, version, at int64) {
+func (q *idemAges) push(k agedKey, at int64) {
 	last := len(q.chunks) - 1
 	if last < 0 || len(q.chunks[last].keys) == agesChunk || at-q.chunks[last].first > q.span {
 		// A chunk after a full one is sized for 4096 keys at once; one
@@ -112,7 +116,7 @@ func (q *idemAges) push(k hkey, version, at int64) {
 		last++
 	}
 	c := &q.chunks[last]
-	c.keys = append(c.keys, agedKey{k, version})
+	c.keys = append(c.keys, k)
 	// A tx's keys are applied at its commit with the time of its prepare,
 	// a little before keys applied since: keep last the newest.
 	c.last = max(c.last, at)

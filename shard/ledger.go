@@ -124,7 +124,7 @@ func ReplayLedger(shards int, read ReadLog, o LedgerOptions) (*Ledger, error) {
 	}
 	failed := slices.ContainsFunc(l.Shards, func(s LedgerShard) bool { return s.Err != nil })
 	if !failed {
-		markers, _, err := resolveInDoubt(states, slog.New(slog.DiscardHandler))
+		markers, _, _, err := resolveInDoubt(states, slog.New(slog.DiscardHandler))
 		if err := errors.Join(stops...); err != nil {
 			return nil, err
 		}

@@ -24,6 +24,7 @@ type metrics struct {
 	txRetries    prometheus.Counter
 	replay       prometheus.Gauge
 	replayed     prometheus.Counter
+	snapshots    *snapMetrics
 	shards       []*shardMetrics
 }
 
@@ -38,6 +39,7 @@ type shardMetrics struct {
 	writeRetries prometheus.Counter
 	stalled      prometheus.Gauge
 	activeHolds  atomic.Int64
+	snapshots    *snapMetrics
 }
 
 func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *metrics {
@@ -96,6 +98,7 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 		Name: "inventory_atomic_batch_retries_total",
 		Help: "Attempts of atomic batches spanning shards retried because a product was held by another batch.",
 	})
+	m.snapshots = newSnapMetrics()
 	for i := 0; i < shards; i++ {
 		label := strconv.Itoa(i)
 		sm := &shardMetrics{
@@ -106,6 +109,7 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 			failed:       m.failed.WithLabelValues(label),
 			writeRetries: m.writeRetries.WithLabelValues(label),
 			stalled:      m.stalled.WithLabelValues(label),
+			snapshots:    m.snapshots,
 		}
 		for _, t := range Types {
 			sm.byType[t] = m.transactions.WithLabelValues(t.String())
@@ -118,6 +122,7 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 	depthVec := prometheus.NewDesc("inventory_shard_queue_depth", "Requests waiting in the shard's queue, those waiting for a product parked by an atomic batch included.", []string{"shard"}, nil)
 	reg.MustRegister(m.transactions, m.replays, m.expired, m.fsync,
 		m.batchEntries, m.failed, m.writeRetries, m.stalled, txs, m.txRetries, m.replay, m.replayed,
+		m.snapshots.written, m.snapshots.failures, m.snapshots.skipped, m.snapshots.pause, m.snapshots.seconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "inventory_reservations_active",
 			Help: "Holds currently active.",
@@ -145,3 +150,39 @@ type collectorFunc struct {
 
 func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// snapMetrics are the snapshot metrics, shared by the shards.
+type snapMetrics struct {
+	written  prometheus.Counter
+	failures prometheus.Counter
+	skipped  prometheus.Counter
+	pause    prometheus.Histogram
+	seconds  prometheus.Histogram
+}
+
+func newSnapMetrics() *snapMetrics {
+	return &snapMetrics{
+		written: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inventory_snapshots_written_total",
+			Help: "Shard snapshots written.",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inventory_snapshot_write_failures_total",
+			Help: "Shard snapshots that failed to be written (the journal keeps everything; the next one retries).",
+		}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inventory_snapshots_skipped_total",
+			Help: "Snapshots passed over at start-up as damaged, foreign or ahead of the journal.",
+		}),
+		pause: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "inventory_snapshot_capture_seconds",
+			Help:    "Time a shard actor spends capturing its state for a snapshot (its pause).",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10), // 10µs .. 2.6s
+		}),
+		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "inventory_snapshot_write_seconds",
+			Help:    "Time to write one snapshot, off the actor.",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 4, 8), // 1ms .. 16s
+		}),
+	}
+}

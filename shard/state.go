@@ -80,6 +80,22 @@ type State struct {
 	// onApply, if set, sees every entry apply added, right after: the
 	// offline ledger readers (ledger.go) use it; the service never sets it.
 	onApply func(e *Entry) error
+	// store holds the reservations settled before the snapshot this state
+	// was loaded from or last wrote (settled.go); nil when none. It is
+	// immutable: reads of it are deterministic, like those of a map.
+	store *settledStore
+	// fresh lists the reservations settled since store was written, with
+	// their ids, for the next snapshot to move out of RAM; kept only when
+	// keepFresh (snapshots are on).
+	fresh     []settledRec
+	sent      []settledRec // fresh when the snapshot being written was captured
+	keepFresh bool
+	// recentTx are the outcomes of the last txs resolved here, a ring from
+	// recentNext (snapshot.go); snapMaxTx is the largest tx named by the
+	// snapshot this state was loaded from.
+	recentTx   []txOutcome
+	recentNext int
+	snapMaxTx  uint64
 	// warm receives the loads of table.touch, so that they are not
 	// optimized away; its value means nothing.
 	warm uint64
@@ -103,17 +119,23 @@ type State struct {
 // product holds the balances of one product. Its id is the key of
 // State.products (and is kept by its holds), so it is not stored again.
 type product struct {
+	id       string // its key in State.products
 	onHand   int64
 	reserved int64
-	// version equals len(locs) on the live state; it is kept apart because
-	// a fork (State.fork) copies a product without its locators, which a
-	// hot product has millions of.
+	// version equals snapLocs+len(locs) on the live state; it is kept
+	// apart because a fork (State.fork) copies a product without its
+	// locators, which a hot product has millions of.
 	version   int64
 	updatedAt int64
-	// locs[v-1] is the journal locator of the entry with version v: the
-	// per-product index that lets history and idempotent replays read entries
-	// without scanning the log. 8 bytes per entry.
-	locs []uint64
+	// The journal locators of the product's entries: the per-product index
+	// that lets history and idempotent replays read entries without
+	// scanning the log. Those of versions 1..snapLocs are in the snapshot
+	// file of State.store, 8 bytes each from offset locOff (read with one
+	// pread per page); locs[i] is that of version snapLocs+1+i, in RAM
+	// until the next snapshot.
+	snapLocs int64
+	locOff   int64
+	locs     []uint64
 }
 
 func (p *product) stock(id string) Stock {
@@ -143,6 +165,7 @@ type hold struct {
 	id        string
 	qty       int64
 	expiresAt int64
+	version   int64 // of its RESERVE entry, for snapshots
 	heapIdx   int32 // place in State.heap; -1-i when set aside (State.asideHolds)
 }
 
@@ -261,12 +284,25 @@ func (s *State) decide(op *Op, now int64, out []Entry) ([]Entry, outcome, *Error
 	var h *hold
 	switch op.Type {
 	case TypeReserve:
-		if _, ok := s.resv.get(rk); ok {
+		_, ok := s.resv.get(rk)
+		if !ok {
+			var err *Error
+			if _, ok, err = s.storedResv(op.ProductID, op.ReservationID); err != nil {
+				return out, outcome{}, err
+			}
+		}
+		if ok {
 			return out, outcome{}, errorf(CodeReservationExists,
 				"reservation %q already exists on this product", op.ReservationID)
 		}
 	case TypeCommit, TypeRelease:
 		r, ok := s.resv.get(rk)
+		if !ok {
+			var err *Error
+			if r, ok, err = s.storedResv(op.ProductID, op.ReservationID); err != nil {
+				return out, outcome{}, err
+			}
+		}
 		st := r.state()
 		if !ok {
 			st = StateUnknown
@@ -499,7 +535,7 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	if s.replaying {
 		// The replay decodes entries in place: copy the strings kept (the
 		// id of a new product, the ids of a hold).
-		if p == nil || e.Type == TypeReserve {
+		if p == nil {
 			e.ProductID = strings.Clone(e.ProductID)
 		}
 		if e.Type == TypeReserve {
@@ -508,7 +544,11 @@ func (s *State) apply(e *Entry, loc uint64) error {
 	}
 	switch e.Type {
 	case TypeReserve:
-		slot := s.allocHold(hold{productID: e.ProductID, id: e.ReservationID, qty: e.Quantity, expiresAt: e.ExpiresAt})
+		pid := e.ProductID
+		if p != nil {
+			pid = p.id // one copy of the id for all the product's holds
+		}
+		slot := s.allocHold(hold{productID: pid, id: e.ReservationID, qty: e.Quantity, expiresAt: e.ExpiresAt, version: e.Version})
 		if !s.resv.put(k, resvRecord{meta: uint64(e.Version)<<3 | uint64(StateActive), settle: int64(slot)}) {
 			return fmt.Errorf("entry %s: reservation %q reserved twice", e.ID, e.ReservationID)
 		}
@@ -535,10 +575,14 @@ func (s *State) apply(e *Entry, loc uint64) error {
 		} else if !s.idem.put(ik, rec) {
 			return fmt.Errorf("entry %s: idempotency key %q applied twice", e.ID, e.IdempotencyKey)
 		}
-		s.ages.push(ik, e.Version, e.CreatedAt)
+		k := agedKey{k: ik, version: e.Version, fp: e.Fingerprint, product: e.ProductID, key: e.IdempotencyKey}
+		if s.replaying {
+			k.product, k.key = strings.Clone(k.product), strings.Clone(k.key)
+		}
+		s.ages.push(k, e.CreatedAt)
 	}
 	if p == nil {
-		p = &product{}
+		p = &product{id: e.ProductID}
 		s.products[e.ProductID] = p
 		s.remember(e.ProductID, p)
 	}
@@ -578,6 +622,12 @@ func (s *State) endReplay() error {
 			"the log was cut inside a block or is corrupt", c.loc, c.version-1, s.productAt(c.version-1, c.loc), c.rest)
 	}
 	s.idem.load(&s.loading, nil)
+	if s.keepFresh {
+		// The reservations the replay settled are in s.fresh: the caller
+		// moves them to a snapshot or indexes them (indexFresh).
+		s.keysFrom, s.replaying = 0, false
+		return nil
+	}
 	s.resv.each(func(k hkey, r resvRecord) { s.settled.add(k, r) })
 	s.resv = newTable[resvRecord](tablePartBits)
 	var err error
@@ -595,7 +645,7 @@ func (s *State) endReplay() error {
 // journal locator loc, or "" (for an error message: it scans every product).
 func (s *State) productAt(v int64, loc uint64) string {
 	for id, p := range s.products {
-		if p.version >= v && v >= 1 && p.locs[v-1] == loc {
+		if l, err := s.locAt(p, v); p.version >= v && v >= 1 && err == nil && l == loc {
 			return id
 		}
 	}
@@ -691,6 +741,10 @@ func (s *State) allocHold(h hold) int32 {
 // settle ends the active hold of record r under key k.
 func (s *State) settle(k hkey, r resvRecord, st ReservationState, version int64) {
 	slot := int32(r.settle)
+	if h := s.holds.at(slot); s.keepFresh {
+		s.fresh = append(s.fresh, settledRec{productID: h.productID, id: h.id,
+			meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version})
+	}
 	if h := s.holds.at(slot); h.heapIdx >= 0 {
 		s.heap.remove(&s.holds, int(h.heapIdx))
 	} else {
@@ -705,7 +759,9 @@ func (s *State) settle(k hkey, r resvRecord, st ReservationState, version int64)
 	rec := resvRecord{meta: uint64(r.reserveVersion())<<3 | uint64(st), settle: version}
 	if s.replaying {
 		s.resv.del(k)
-		s.settled.add(k, rec)
+		if !s.keepFresh { // else indexed from fresh, or moved to a snapshot
+			s.settled.add(k, rec)
+		}
 		return
 	}
 	s.resv.put(k, rec)
@@ -723,8 +779,22 @@ func (s *State) forget(now int64, n int) int {
 }
 
 // reservation returns the index record of a reservation.
-func (s *State) reservation(productID, reservationID string) (resvRecord, bool) {
-	return s.resv.get(s.hash(productID, reservationID))
+func (s *State) reservation(productID, reservationID string) (resvRecord, bool, *Error) {
+	if r, ok := s.resv.get(s.hash(productID, reservationID)); ok {
+		return r, true, nil
+	}
+	return s.storedResv(productID, reservationID)
+}
+
+// storedResv looks a reservation up among those settled before the last
+// snapshot (settled.go). A failed read of the snapshot file answers
+// unavailable: it is the disk's fault, not the request's.
+func (s *State) storedResv(productID, reservationID string) (resvRecord, bool, *Error) {
+	r, ok, err := s.store.get(productID, reservationID)
+	if err != nil {
+		return r, false, errorf(CodeUnavailable, "read settled reservations: %v", err)
+	}
+	return r, ok, nil
 }
 
 // fork returns a scratch copy of the part of s that ops read, so that an
@@ -733,6 +803,7 @@ func (s *State) reservation(productID, reservationID string) (resvRecord, bool) 
 func (s *State) fork(ops []Op) *State {
 	f := newStateParts(s.shard, s.retention, s.seeds, 0)
 	f.entries, f.ids, f.lastAt = s.entries, s.ids, s.lastAt
+	f.store = s.store
 	for i := range ops {
 		op := &ops[i]
 		if p := s.products[op.ProductID]; p != nil && f.products[op.ProductID] == nil {

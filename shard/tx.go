@@ -150,6 +150,7 @@ func (s *State) prepareTx(p *txPart) error {
 		s.parked[id] = p
 	}
 	s.txs[p.tx] = p
+	s.maxTx = max(s.maxTx, p.tx)
 	s.ids += uint64(len(p.entries))
 	if n := len(p.entries); n > 0 {
 		s.lastAt = max(s.lastAt, p.entries[n-1].CreatedAt)
@@ -165,6 +166,7 @@ func (s *State) commitTx(tx uint64) (*txPart, error) {
 		return nil, fmt.Errorf("COMMIT of tx %d, which is not prepared", tx)
 	}
 	s.release(p)
+	s.noteOutcome(tx, true)
 	s.committing = true
 	defer func() { s.committing = false }()
 	for i := range p.entries {
@@ -182,6 +184,7 @@ func (s *State) abortTx(tx uint64) *txPart {
 	if ok {
 		s.release(p)
 	}
+	s.noteOutcome(tx, false)
 	return p
 }
 

@@ -129,18 +129,85 @@ func TestTxCrashPoints(t *testing.T) {
 		{name: "crash during recovery, before its COMMIT records", keepA: prepA + 1, keepB: prepB + 1, failMarker: true, applied: true},
 		{name: "crash during recovery, before its ABORT records", keepA: prepA + 1, keepB: prepB, failMarker: true},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			js := cloneJournals(full)
-			js[0].Cut(c.keepA)
-			js[1].Cut(c.keepB)
-			if c.abortOnA {
-				js[0].Append(abort)
-			}
+	// Each case runs without snapshots, with a snapshot of each shard
+	// covering its whole log as the crash left it (the parts prepared and
+	// the outcomes are in the snapshots), and with snapshots that kept no
+	// outcome (as if the tx were older than those kept): start-up must
+	// then replay the shards that cannot tell.
+	for _, snaps := range []string{"none", "kept", "forgotten"} {
+		for _, c := range cases {
+			t.Run(snaps+"/"+c.name, func(t *testing.T) {
+				js := cloneJournals(full)
+				js[0].Cut(c.keepA)
+				js[1].Cut(c.keepB)
+				if c.abortOnA {
+					js[0].Append(abort)
+				}
+				var snapDir func(int) string
+				if snaps != "none" {
+					dir := t.TempDir()
+					snapDir = func(i int) string { return SnapshotDir(dir, i) }
+					for i, j := range js {
+						snapshotJournal(t, j, i, 2, snapDir(i), snaps == "forgotten")
+					}
+				}
+				txCrashCase(t, c.failMarker, c.applied, js, snapDir, a, b, keys)
+			})
+		}
+	}
+}
+
+// snapshotJournal writes a snapshot of shard i of shards covering all of
+// j's records, as the shard's state stands after replaying them (parts
+// prepared and not resolved included); with forget, without the tx
+// outcomes it saw.
+func snapshotJournal(t *testing.T, j *shardtest.Journal, i, shards int, dir string, forget bool) {
+	t.Helper()
+	st := NewState(i, int64(RetentionDefault))
+	st.keepFresh = true
+	st.beginReplay(0)
+	d := newDecoder()
+	var e Entry
+	var last uint64
+	err := j.Open(func(loc uint64, rec []byte) error {
+		last = loc
+		if isTxRecord(rec) {
+			return st.replayTx(rec, loc)
+		}
+		if err := d.decode(rec, &e, true); err != nil {
+			return err
+		}
+		if st.collect != nil {
+			return st.collectTx(&e, loc)
+		}
+		return st.apply(&e, loc)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.endReplay(); err != nil {
+		t.Fatal(err)
+	}
+	if forget {
+		st.recentTx = nil
+	}
+	c := st.capture(last, t0, shards)
+	store, _, err := writeSnapshot(dir, c, func() bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.close()
+}
+
+func txCrashCase(t *testing.T, failMarker, applied bool, js []*shardtest.Journal, snapDir func(int) string, a, b string, keys []string) {
+	c := struct{ failMarker, applied bool }{failMarker, applied}
+	{
+		{
 			recover := func() {
 				t.Helper()
 				te := &testEngine{t: t, js: js, clock: newFakeClock(), cfg: Config{Shards: 2}}
 				te.cfg.Clock = te.clock.now
+				te.cfg.SnapshotDir = snapDir
 				te.open()
 				got := keysIn(t, te.Engine, []string{a, b}, keys)
 				n := 0
@@ -171,13 +238,14 @@ func TestTxCrashPoints(t *testing.T) {
 				js[1].Fail(shardtest.Fault{Err: errInjected})
 				te := &testEngine{t: t, js: js, clock: newFakeClock(), cfg: Config{Shards: 2}}
 				te.cfg.Clock = te.clock.now
+				te.cfg.SnapshotDir = snapDir
 				te.open()
 				eventually(t, "the recovery's writes fail", func() bool { return te.Readiness() != nil })
 				te.Close(context.Background())
 			}
 			recover()
 			recover() // the outcome is recorded now: the same again
-		})
+		}
 	}
 }
 

@@ -145,6 +145,7 @@ func (o Options) Validate() error {
 // Report describes what Open found, for logging and metrics.
 type Report struct {
 	Segments int    // segment files found
+	Skipped  int    // segments OpenAfter did not read: all before its locator
 	Blocks   uint64 // valid blocks replayed
 	Records  uint64 // valid records replayed
 	Bytes    int64  // segment bytes kept, after any repair

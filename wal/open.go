@@ -26,6 +26,17 @@ const segmentNameBytes = 20
 //
 // If Open fails, fn may have seen part of the log: discard what it built.
 func Open(dir string, opts Options, fn func(loc uint64, rec []byte) error) (*Log, Report, error) {
+	return OpenAfter(dir, opts, 0, fn)
+}
+
+// OpenAfter is Open for a caller that holds the state of the log up to the
+// record at locator after (a snapshot): fn sees only the records at after
+// and later, and the segments whose records all lie before after are
+// neither read nor validated (their names are still checked for
+// contiguity). The torn-tail repair of the last segment is the same as
+// Open's. fn seeing a record at after itself tells the caller that the log
+// still holds the record its snapshot ends with.
+func OpenAfter(dir string, opts Options, after uint64, fn func(loc uint64, rec []byte) error) (*Log, Report, error) {
 	start := time.Now()
 	var rep Report
 	if err := opts.Validate(); err != nil {
@@ -45,7 +56,8 @@ func Open(dir string, opts Options, fn func(loc uint64, rec []byte) error) (*Log
 	}
 	rep.Segments = len(segs)
 
-	s := scanner{fn: fn, rep: &rep}
+	s := scanner{fn: fn, rep: &rep, after: after}
+	afterSeg, _ := splitLoc(after)
 	tailFirst, tailBytes := uint64(1), 0
 	for i, seg := range segs {
 		last := i == len(segs)-1
@@ -54,6 +66,12 @@ func Open(dir string, opts Options, fn func(loc uint64, rec []byte) error) (*Log
 		}
 		if seg.first >= seqLimit {
 			return nil, rep, &CorruptError{Segment: seg.path, Reason: "segment index out of locator range"}
+		}
+		if !last && segs[i+1].first <= afterSeg {
+			// Every record of seg lies before after: not read.
+			s.seq = segs[i+1].first - 1
+			rep.Skipped++
+			continue
 		}
 		size, err := s.scanSegment(seg, last)
 		if err != nil {
@@ -164,10 +182,11 @@ func listSegments(dir string) ([]segment, error) {
 
 // scanner replays segments in order.
 type scanner struct {
-	fn  func(loc uint64, rec []byte) error
-	rep *Report
-	buf []byte // segment contents, reused across segments
-	seq uint64 // sequence of the last valid block
+	fn    func(loc uint64, rec []byte) error
+	after uint64 // fn sees records at this locator and later
+	rep   *Report
+	buf   []byte // segment contents, reused across segments
+	seq   uint64 // sequence of the last valid block
 }
 
 // scanSegment validates seg and replays its records. For the last segment it
@@ -272,10 +291,11 @@ func (s *scanner) replay(seg segment, block []byte, off int) error {
 		var rec []byte
 		rec, pos = nextRecord(block, pos)
 		s.rep.Records++
-		if s.fn == nil {
+		loc := makeLoc(seg.first, recOff)
+		if s.fn == nil || loc < s.after {
 			continue
 		}
-		if err := s.fn(makeLoc(seg.first, recOff), rec); err != nil {
+		if err := s.fn(loc, rec); err != nil {
 			return fmt.Errorf("wal: replay block %d: %w", s.seq, err)
 		}
 	}

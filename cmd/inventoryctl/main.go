@@ -5,10 +5,11 @@
 //	inventoryctl export  [--data-dir DIR] [--format jsonl|csv] [--product ID] [--from TIME] [--to TIME]
 //	inventoryctl stock   [--data-dir DIR] [--as-of TIME] [--product ID] [--format jsonl|csv]
 //	inventoryctl inspect [--data-dir DIR]
+//	inventoryctl snapshot [--data-dir DIR]   write every shard's snapshot now
 //
-// Every command here only reads: none takes the directory's lock, writes,
-// repairs or creates anything, so each may run beside an inventoryd that
-// holds the directory. It then reads each shard's log up to its last whole
+// Every command but snapshot only reads: none takes the directory's lock,
+// writes, repairs or creates anything, so each may run beside an
+// inventoryd that holds the directory. It then reads each shard's log up to its last whole
 // block (a block being written is left for later, as a torn tail is) and
 // says so. A command that writes must refuse a directory in use
 // (shard.LockDir).
@@ -31,10 +32,11 @@ import (
 
 // commands maps each subcommand to its entry point, one file each.
 var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
-	"verify":  verify,
-	"export":  export,
-	"stock":   stock,
-	"inspect": inspect,
+	"verify":   verify,
+	"export":   export,
+	"stock":    stock,
+	"inspect":  inspect,
+	"snapshot": runSnapshot,
 }
 
 // Exit statuses.

@@ -106,6 +106,8 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.DurationVar(&c.Engine.Retention, "retention", shard.RetentionDefault, "how long idempotency keys are remembered (at least)")
 	fs.IntVar(&c.Engine.InboxDepth, "queue-depth", shard.InboxDepthDefault, "requests a shard queues (those waiting for a parked product too) before it answers 503 overloaded")
 	fs.IntVar(&c.Engine.BatchOpsMax, "batch-ops-max", shard.BatchOpsMaxDefault, "ops a shard writes with one fsync at most (>= 1000)")
+	fs.IntVar(&c.Engine.SnapshotEntries, "snapshot-entries", shard.SnapshotEntriesDefault, "entries a shard writes between two snapshots of its state (start-up replays only the log after the newest)")
+	fs.DurationVar(&c.Engine.SnapshotInterval, "snapshot-interval", shard.SnapshotIntervalDefault, "longest time between two snapshots of a shard that wrote anything")
 	fs.IntVar(&c.WAL.SegmentBytes, "segment-bytes", 4<<20, "WAL segment file size (each shard keeps its tail segment in memory)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -161,6 +163,12 @@ const (
 	txTimeoutMax = time.Minute
 	// retentionMax: keys take memory for as long as they are remembered.
 	retentionMax = 365 * 24 * time.Hour
+	// A snapshot every 1000 entries at least: each writes the whole state
+	// (a few seconds of writes at the peak rate); every 2^30 at most: the
+	// replay after it takes minutes. A day at most between two.
+	snapshotEntriesMin  = 1000
+	snapshotEntriesMax  = 1 << 30
+	snapshotIntervalMax = 24 * time.Hour
 	// headerBytesMax bounds what one slow client can make the server hold.
 	headerBytesMax = 1 << 20
 	// inflightBodyBytesMax: bodies in flight are heap the process holds.
@@ -183,6 +191,7 @@ func (c *Config) checkFlags() []error {
 		{"batch-ops-max", c.Engine.BatchOpsMax, shard.BatchRequestOpsMax, batchOpsMaxMax},
 		{"segment-bytes", c.WAL.SegmentBytes, segmentBytesMin, segmentBytesMax},
 		{"max-header-bytes", c.MaxHeaderBytes, 4 << 10, headerBytesMax},
+		{"snapshot-entries", c.Engine.SnapshotEntries, snapshotEntriesMin, snapshotEntriesMax},
 	}
 	for _, f := range ints {
 		if f.v < f.min || f.v > f.max {
@@ -197,6 +206,9 @@ func (c *Config) checkFlags() []error {
 	}
 	if d := c.Engine.TxTimeout; d < time.Millisecond || d > txTimeoutMax {
 		errs = append(errs, fmt.Errorf("--tx-timeout must be 1ms to %s, got %s", txTimeoutMax, d))
+	}
+	if d := c.Engine.SnapshotInterval; d < time.Second || d > snapshotIntervalMax {
+		errs = append(errs, fmt.Errorf("--snapshot-interval must be 1s to %s, got %s", snapshotIntervalMax, d))
 	}
 	if r := c.Engine.Retention; r < time.Second || r > retentionMax {
 		errs = append(errs, fmt.Errorf("--retention must be 1s to %s, got %s", retentionMax, r))
@@ -297,8 +309,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		Help: "Torn WAL tails cut back to the last whole record at start-up.",
 	})
 	reg.MustRegister(repairs)
-	open := func(i int, replay func(uint64, []byte) error) (shard.Journal, error) {
-		l, rep, err := wal.Open(shard.ShardDir(cfg.DataDir, i), cfg.WAL, replay)
+	cfg.Engine.SnapshotDir = func(i int) string { return shard.SnapshotDir(cfg.DataDir, i) }
+	// A shard's journal is read from the record its newest snapshot ends
+	// with (0: from the start).
+	cfg.Engine.OpenAfter = func(i int, after uint64, replay func(uint64, []byte) error) (shard.Journal, error) {
+		l, rep, err := wal.OpenAfter(shard.ShardDir(cfg.DataDir, i), cfg.WAL, after, replay)
 		if err != nil {
 			return nil, err
 		}
@@ -308,6 +323,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 				"cut_bytes", rep.RepairCutBytes, "reason", rep.RepairReason)
 		}
 		return l, nil
+	}
+	open := func(i int, replay func(uint64, []byte) error) (shard.Journal, error) {
+		return cfg.Engine.OpenAfter(i, 0, replay)
 	}
 	engine, err := shard.Open(cfg.Engine, open)
 	if err != nil {

@@ -1,0 +1,227 @@
+// Command restart measures a restart of inventoryd on a large ledger: how
+// long until /readyz answers 200, and the process's resident memory then.
+//
+//	go run ./bench/restart -gen -dir /tmp/ledger -entries 3000000 -products 1000
+//	go run ./bench/restart -dir /tmp/ledger -bin /tmp/inventoryd -runs 5 [-no-snapshot]
+//
+// With -gen it writes the ledger first, in process, through the engine and
+// the WAL: one ADD per product, then (entries-products)/2 holds, each
+// RESERVE followed by its COMMIT, round-robin over the products, every
+// write with its own idempotency key, in batches of 1000 ops. Each run
+// then starts the binary with --retention 1s (so no key is inside the
+// window), polls /readyz every millisecond from the moment it started the
+// process, reads VmRSS and VmHWM from /proc once ready, and stops it with
+// SIGTERM. -no-snapshot removes the snapshots before each run (a full
+// replay); otherwise the first run's graceful stop leaves one if none is
+// there. It prints one line per run and the medians.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/inventory-ledger/inventory/shard"
+	"github.com/inventory-ledger/inventory/wal"
+)
+
+func main() {
+	dir := flag.String("dir", "", "data directory")
+	gen := flag.Bool("gen", false, "write the ledger first (the directory must not exist)")
+	entries := flag.Int("entries", 3_000_000, "entries to write with -gen")
+	products := flag.Int("products", 1000, "products to write with -gen")
+	bin := flag.String("bin", "", "inventoryd binary to measure")
+	runs := flag.Int("runs", 5, "restarts to measure")
+	noSnap := flag.Bool("no-snapshot", false, "remove snapshots before each run")
+	flag.Parse()
+	if err := run(*dir, *gen, *entries, *products, *bin, *runs, *noSnap); err != nil {
+		fmt.Fprintln(os.Stderr, "restart:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir string, gen bool, entries, products int, bin string, runs int, noSnap bool) error {
+	if dir == "" {
+		return errors.New("-dir is required")
+	}
+	if gen {
+		t := time.Now()
+		if err := generate(dir, entries, products); err != nil {
+			return err
+		}
+		fmt.Printf("wrote %d entries over %d products in %s\n", entries, products, time.Since(t).Round(time.Millisecond))
+	}
+	if bin == "" {
+		return nil
+	}
+	var ready, rss, hwm []float64
+	for i := range runs {
+		if noSnap {
+			if err := os.RemoveAll(filepath.Join(dir, "snapshots")); err != nil {
+				return err
+			}
+		}
+		d, r, h, err := measure(bin, dir)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("run %d: ready %.3f s, RSS %.1f MiB, peak RSS %.1f MiB\n", i+1, d.Seconds(), r, h)
+		ready, rss, hwm = append(ready, d.Seconds()), append(rss, r), append(hwm, h)
+	}
+	fmt.Printf("median of %d: ready %.3f s, RSS %.1f MiB, peak RSS %.1f MiB\n", runs, median(ready), median(rss), median(hwm))
+	return nil
+}
+
+func median(v []float64) float64 {
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// generate writes the ledger described in the package comment.
+func generate(dir string, entries, products int) error {
+	if _, err := os.Stat(dir); err == nil {
+		return fmt.Errorf("%s exists", dir)
+	}
+	if err := shard.PrepareDir(dir, 1); err != nil {
+		return err
+	}
+	open := func(i int, replay func(uint64, []byte) error) (shard.Journal, error) {
+		l, _, err := wal.Open(shard.ShardDir(dir, i), wal.Options{SegmentBytes: 4 << 20}, replay)
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+	e, err := shard.Open(shard.Config{Shards: 1, Retention: time.Second}, open)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if err := e.Wait(ctx); err != nil {
+		return err
+	}
+	holds := (entries - products) / 2
+	perProduct := holds/products + 1
+	var batch []shard.Op
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		res, err := e.Batch(ctx, batch, false)
+		if err != nil {
+			return err
+		}
+		for j, r := range res {
+			if r.Err != nil {
+				return fmt.Errorf("%s %s: %v", batch[j].Type, batch[j].ProductID, r.Err)
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	key := 0
+	op := func(o shard.Op) error {
+		key++
+		o.IdempotencyKey = "k" + strconv.Itoa(key)
+		o.ExpectedVersion = shard.NoVersion
+		batch = append(batch, o)
+		if len(batch) == shard.BatchRequestOpsMax {
+			return flush()
+		}
+		return nil
+	}
+	for p := range products {
+		if err := op(shard.Op{ProductID: pid(p), Type: shard.TypeAdd, Quantity: int64(perProduct)}); err != nil {
+			return err
+		}
+	}
+	for h := range holds {
+		p, id := pid(h%products), "order-"+strconv.Itoa(h)
+		if err := op(shard.Op{ProductID: p, Type: shard.TypeReserve, Quantity: 1, ReservationID: id, TTLSeconds: 900}); err != nil {
+			return err
+		}
+		if err := op(shard.Op{ProductID: p, Type: shard.TypeCommit, ReservationID: id}); err != nil {
+			return err
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return e.Close(ctx)
+}
+
+func pid(p int) string { return "sku-" + strconv.Itoa(p) }
+
+// measure starts bin on dir and returns the time to ready and the RSS
+// and peak RSS then, in MiB.
+func measure(bin, dir string) (time.Duration, float64, float64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "--data-dir", dir, "--addr", addr, "--retention", "1s", "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, 0, 0, err
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	client := &http.Client{Timeout: time.Second}
+	for {
+		if time.Since(start) > 5*time.Minute {
+			return 0, 0, 0, errors.New("not ready after 5 minutes")
+		}
+		resp, err := client.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	d := time.Since(start)
+	rss, hwm, err := memory(cmd.Process.Pid)
+	return d, rss, hwm, err
+}
+
+// memory reads VmRSS and VmHWM of process pid, in MiB.
+func memory(pid int) (rss, hwm float64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(fields[1], 64)
+		switch fields[0] {
+		case "VmRSS:":
+			rss = kb / 1024
+		case "VmHWM:":
+			hwm = kb / 1024
+		}
+	}
+	return rss, hwm, sc.Err()
+}
