@@ -37,6 +37,9 @@ type Config struct {
 	// once with 503 overloaded. 0 means BodyBytesInflightDefault; otherwise
 	// it must be at least BodyBytesInflightMin.
 	BodyBytesInflightMax int64
+	// Auth turns access control on (see authorize); nil leaves every
+	// endpoint open and takes created_by from X-Actor.
+	Auth *Auth
 }
 
 // Server timeouts set on the returned Echo's Server, for callers that start
@@ -80,6 +83,7 @@ type server struct {
 	log    *slog.Logger
 	m      *httpMetrics
 	bodies bodyBudget
+	auth   *Auth // nil: access control off
 }
 
 // New returns an Echo that serves the API of API.md on cfg.Engine. The
@@ -102,7 +106,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		return nil, fmt.Errorf("httpapi: Config.BodyBytesInflightMax %d is below %d, one whole batch",
 			cfg.BodyBytesInflightMax, BodyBytesInflightMin)
 	}
-	s := &server{engine: cfg.Engine, log: cfg.Logger}
+	s := &server{engine: cfg.Engine, log: cfg.Logger, auth: cfg.Auth}
 	s.bodies.max = cfg.BodyBytesInflightMax
 	m, err := newHTTPMetrics(cfg.Registry, &s.bodies)
 	if err != nil {
@@ -122,6 +126,10 @@ func New(cfg Config) (*echo.Echo, error) {
 	// On e.Use, not on a group: group middleware turns 405 into 404. It
 	// also runs for the router's not-found and method-not-allowed handlers.
 	e.Use(s.instrument)
+	if s.auth != nil {
+		// Inside instrument, so that refusals are timed and counted.
+		e.Use(s.authorize)
+	}
 
 	e.POST(routeTransactions, s.postTransaction)
 	e.GET(routeTransactions, s.getHistory)
