@@ -126,10 +126,6 @@ func New(cfg Config) (*echo.Echo, error) {
 	// On e.Use, not on a group: group middleware turns 405 into 404. It
 	// also runs for the router's not-found and method-not-allowed handlers.
 	e.Use(s.instrument)
-	if s.auth != nil {
-		// Inside instrument, so that refusals are timed and counted.
-		e.Use(s.authorize)
-	}
 
 	e.POST(routeTransactions, s.postTransaction)
 	e.GET(routeTransactions, s.getHistory)
@@ -162,8 +158,11 @@ type slogErrorLog struct{ log *slog.Logger }
 
 func (l slogErrorLog) Println(v ...any) { l.log.Error("serving metrics", "err", fmt.Sprint(v...)) }
 
-// instrument times every request, answers a handler's error as a problem,
-// and turns a panic (our bug) into a logged 500.
+// instrument times every request, checks access (authorize) when access
+// control is on, answers a handler's error as a problem, and turns a panic
+// (our bug) into a logged 500. Access control is a call here rather than a
+// middleware of its own: echo builds the middleware chain anew for every
+// request, and one more link is one more allocation on the hot path.
 func (s *server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -178,7 +177,11 @@ func (s *server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
 				s.m.observe(c, start)
 			}
 		}()
-		if err := next(c); err != nil {
+		err := s.authorize(c)
+		if err == nil {
+			err = next(c)
+		}
+		if err != nil {
 			s.handleError(err, c)
 		}
 		s.m.observe(c, start)
