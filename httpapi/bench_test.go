@@ -71,7 +71,7 @@ func benchReserve(b *testing.B, o serverOptions, products int) {
 func BenchmarkPostReserve(b *testing.B) {
 	b.Run("mem/1-product", func(b *testing.B) { benchReserve(b, serverOptions{shards: 4}, 1) })
 	// The same with access control on: a writer's key on every request.
-	b.Run("mem/1-product/auth", func(b *testing.B) {
+	b.Run("mem/1-product-auth", func(b *testing.B) {
 		auth, secrets := testAuth(b, false)
 		benchReserve(b, serverOptions{shards: 4, auth: auth, token: secrets[RoleWriter]}, 1)
 	})
