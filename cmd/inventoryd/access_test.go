@@ -391,3 +391,33 @@ func TestTLSFlagsGoTogether(t *testing.T) {
 		}
 	}
 }
+
+// TestLoopback pins which addresses protected mode accepts without keys.
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "127.9.9.9:1": true, "[::1]:8080": true, "localhost:8080": true,
+		"0.0.0.0:8080": false, ":8080": false, "[::]:8080": false, "10.0.0.1:8080": false,
+		"192.168.1.2:80": false, "example.com:80": false, "localhost.example.com:80": false,
+		"[::ffff:127.0.0.1]:80": true, "127.0.0.1": false,
+	} {
+		if got := loopback(addr); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+	c := Config{Addr: "0.0.0.0:8080"}
+	if c.checkExposure() == nil {
+		t.Error("0.0.0.0 without keys accepted")
+	}
+	c.Insecure = true
+	if c.checkExposure() != nil || len(c.exposureWarnings()) != 1 {
+		t.Errorf("--insecure: %v, warnings %q", c.checkExposure(), c.exposureWarnings())
+	}
+	c = Config{Addr: "0.0.0.0:8080", KeysFile: "keys.json"}
+	if w := c.exposureWarnings(); c.checkExposure() != nil || len(w) != 1 || !strings.Contains(w[0], "clear text") {
+		t.Errorf("keys without TLS: %v, warnings %q", c.checkExposure(), w)
+	}
+	c.TLSCert, c.TLSKey = "c.pem", "k.pem"
+	if w := c.exposureWarnings(); len(w) != 0 {
+		t.Errorf("keys with TLS: warnings %q", w)
+	}
+}
