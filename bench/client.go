@@ -113,6 +113,8 @@ type client struct {
 	base    string // "http://127.0.0.1:8080"
 	hc      *http.Client
 	timeout time.Duration // per request
+	// auth is the Authorization header value, nil for none.
+	auth []string
 }
 
 // checkLoopback accepts only http URLs whose host is an address in
@@ -187,6 +189,9 @@ func (c *client) do(ctx context.Context, method, path, key string, body []byte) 
 		req.Header.Set("Idempotency-Key", key)
 	}
 	req.Header.Set("X-Actor", "bench")
+	if c.auth != nil {
+		req.Header["Authorization"] = c.auth
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return reply{err: err, at: time.Now()}

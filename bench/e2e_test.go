@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -96,5 +98,49 @@ func TestLoopbackOnly(t *testing.T) {
 		if _, err := checkLoopback(target); (err == nil) != ok {
 			t.Errorf("checkLoopback(%q) error %v, want ok=%v", target, err, ok)
 		}
+	}
+}
+
+// TestTokenLoadsAProtectedService: with -token (or INVENTORY_TOKEN) the
+// harness loads and verifies a service with access control on; without it
+// the service refuses every request and the run fails.
+func TestTokenLoadsAProtectedService(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the service")
+	}
+	dir := t.TempDir()
+	bin, err := buildService(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := filepath.Join(dir, "keys.json")
+	const secret = "inv_bench-test-secret"
+	sum := sha256.Sum256([]byte(secret))
+	rec := `[{"name": "bench-load", "role": "writer", "sha256": "` + hex.EncodeToString(sum[:]) + `"}]`
+	if err := os.WriteFile(keys, []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := startService(context.Background(), bin, []string{"--keys-file", keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.cleanup() })
+	args := []string{"-target", svc.url, "-scenario", "flashsale", "-units", "50", "-c", "4",
+		"-warmup", "0", "-duration", "10s", "-quiet"}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), args, &stdout, &stderr); code == exitOK {
+		t.Errorf("without a token: exit 0, want a failure\n%s", stdout.String())
+	}
+	t.Setenv("INVENTORY_TOKEN", secret)
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(context.Background(), args, &stdout, &stderr); code != exitOK {
+		t.Errorf("INVENTORY_TOKEN: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	t.Setenv("INVENTORY_TOKEN", "")
+	if code := run(context.Background(), append(args, "-token", secret, "-nonce", "second"), &stdout, &stderr); code != exitOK {
+		t.Errorf("-token: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 }

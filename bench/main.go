@@ -43,6 +43,10 @@ type config struct {
 	serviceBin  string
 	spawnShards int
 	spawnAdmin  string
+	// token is the API key sent as "Authorization: Bearer <token>" (-token,
+	// else INVENTORY_TOKEN): a writer's key loads a service with access
+	// control on.
+	token string
 
 	scenario    string
 	concurrency int
@@ -82,6 +86,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.serviceBin, "service-bin", "", "with -spawn: use this inventoryd binary instead of building one")
 	fs.IntVar(&c.spawnShards, "spawn-shards", 0, "with -spawn: --shards for the service (0: its default)")
 	fs.StringVar(&c.spawnAdmin, "spawn-admin", "", "with -spawn: --admin-addr for the service (pprof), e.g. 127.0.0.1:6060")
+	fs.StringVar(&c.token, "token", "", "API key of a writer, sent as \"Authorization: Bearer <token>\" to a service with access control on (default: $INVENTORY_TOKEN)")
 	fs.StringVar(&c.scenario, "scenario", "flashsale", "workload: flashsale, checkout, mixed or batch")
 	fs.IntVar(&c.concurrency, "c", 64, "closed loop: concurrent clients; open loop: keep-alive connections kept idle")
 	fs.IntVar(&c.idleConns, "idle-conns", 0, "idle keep-alive connections kept (0: -c in closed loop, max(-c, 1024) in open loop, so the burst after a stall does not turn into connection churn)")
@@ -119,6 +124,10 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.token == "" {
+		// Read here, not as the flag's default, so that -help never prints it.
+		c.token = os.Getenv("INVENTORY_TOKEN")
 	}
 	return c, c.validate()
 }
@@ -312,6 +321,9 @@ func execute(ctx context.Context, cfg *config, stderr io.Writer) (res *result, e
 		fmt.Fprintf(stderr, "bench: spawned inventoryd at %s (data in %s)\n", svc.url, svc.dir)
 	}
 	c := newClient(target, cfg.idleConns, cfg.timeout)
+	if cfg.token != "" {
+		c.auth = []string{"Bearer " + cfg.token}
+	}
 	defer c.close()
 	if err := c.waitReady(ctx, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("%s: %w", target, err)

@@ -42,6 +42,9 @@ func benchReserve(b *testing.B, o serverOptions, products int) {
 		body := &bytes.Reader{}
 		r := &http.Request{Method: "POST", URL: u, RequestURI: path, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 			Header: http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {""}}, Body: io.NopCloser(body), Host: "x"}
+		if o.token != "" {
+			r.Header["Authorization"] = []string{"Bearer " + o.token}
+		}
 		w := &discardWriter{h: http.Header{}}
 		var buf []byte
 		for pb.Next() {
@@ -67,6 +70,11 @@ func benchReserve(b *testing.B, o serverOptions, products int) {
 // BenchmarkPostReserve in cmd/inventoryd.
 func BenchmarkPostReserve(b *testing.B) {
 	b.Run("mem/1-product", func(b *testing.B) { benchReserve(b, serverOptions{shards: 4}, 1) })
+	// The same with access control on: a writer's key on every request.
+	b.Run("mem/1-product-auth", func(b *testing.B) {
+		auth, secrets := testAuth(b, false)
+		benchReserve(b, serverOptions{shards: 4, auth: auth, token: secrets[RoleWriter]}, 1)
+	})
 }
 
 // BenchmarkEncodeWriteAnswer measures encoding a RESERVE's 201 body alone.

@@ -29,6 +29,9 @@ type testServer struct {
 	// journals are the engine's, one per shard: a test can make one fail
 	// or hold its writes.
 	journals []*shardtest.Journal
+	// token is the bearer secret sent when a request names no
+	// Authorization header ("" for none).
+	token string
 }
 
 // serverOptions adjust the engine of a test server.
@@ -44,6 +47,10 @@ type serverOptions struct {
 	// engineMetrics puts the engine's metrics on /metrics too, as
 	// inventoryd does.
 	engineMetrics bool
+	// auth turns access control on; token is then sent as the bearer
+	// secret of every request that names no Authorization header.
+	auth  *Auth
+	token string
 }
 
 func newTestServer(t testing.TB, o serverOptions) *testServer {
@@ -95,11 +102,11 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Config{Engine: eng, Registry: reg, Logger: o.logger, Reconciler: rc})
+	e, err := New(Config{Engine: eng, Registry: reg, Logger: o.logger, Reconciler: rc, Auth: o.auth})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testServer{t: t, e: e, eng: eng, reg: reg, journals: js}
+	return &testServer{t: t, e: e, eng: eng, reg: reg, journals: js, token: o.token}
 }
 
 // req describes one request; hdr holds header name/value pairs.
@@ -122,6 +129,9 @@ func (ts *testServer) do(r req) *httptest.ResponseRecorder {
 	}
 	for i := 0; i+1 < len(r.hdr); i += 2 {
 		hr.Header.Add(r.hdr[i], r.hdr[i+1])
+	}
+	if ts.token != "" && !hasHeader(r.hdr, "Authorization") {
+		hr.Header.Set("Authorization", "Bearer "+ts.token)
 	}
 	w := httptest.NewRecorder()
 	ts.e.ServeHTTP(w, hr)

@@ -40,6 +40,9 @@ type Config struct {
 	// Reconciler, if set, serves POST /admin/reconcile; without it that
 	// route answers 503 unavailable.
 	Reconciler *shard.Reconciler
+	// Auth turns access control on (see authorize); nil leaves every
+	// endpoint open and takes created_by from X-Actor.
+	Auth *Auth
 }
 
 // Server timeouts set on the returned Echo's Server, for callers that start
@@ -90,6 +93,7 @@ type server struct {
 	bodies bodyBudget
 	// reconciler serves POST /admin/reconcile; nil when not configured.
 	reconciler *shard.Reconciler
+	auth       *Auth // nil: access control off
 }
 
 // New returns an Echo that serves the API of API.md on cfg.Engine. The
@@ -112,7 +116,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		return nil, fmt.Errorf("httpapi: Config.BodyBytesInflightMax %d is below %d, one whole batch",
 			cfg.BodyBytesInflightMax, BodyBytesInflightMin)
 	}
-	s := &server{engine: cfg.Engine, log: cfg.Logger, reconciler: cfg.Reconciler}
+	s := &server{engine: cfg.Engine, log: cfg.Logger, reconciler: cfg.Reconciler, auth: cfg.Auth}
 	s.bodies.max = cfg.BodyBytesInflightMax
 	m, err := newHTTPMetrics(cfg.Registry, &s.bodies, func() bool { return cfg.Engine.Readiness() == nil })
 	if err != nil {
@@ -167,8 +171,11 @@ type slogErrorLog struct{ log *slog.Logger }
 
 func (l slogErrorLog) Println(v ...any) { l.log.Error("serving metrics", "err", fmt.Sprint(v...)) }
 
-// instrument times every request, answers a handler's error as a problem,
-// and turns a panic (our bug) into a logged 500.
+// instrument times every request, checks access (authorize) when access
+// control is on, answers a handler's error as a problem, and turns a panic
+// (our bug) into a logged 500. Access control is a call here rather than a
+// middleware of its own: echo builds the middleware chain anew for every
+// request, and one more link is one more allocation on the hot path.
 func (s *server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -183,7 +190,11 @@ func (s *server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
 				s.m.observe(c, start)
 			}
 		}()
-		if err := next(c); err != nil {
+		err := s.authorize(c)
+		if err == nil {
+			err = next(c)
+		}
+		if err != nil {
 			s.handleError(err, c)
 		}
 		s.m.observe(c, start)

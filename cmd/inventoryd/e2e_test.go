@@ -48,6 +48,8 @@ type server struct {
 	dir  string
 	logs *logBuffer
 	done chan error
+	// client talks to it (http.DefaultClient unless it serves TLS).
+	client *http.Client
 }
 
 // logBuffer collects a server's output; safe to read while it writes.
@@ -93,7 +95,13 @@ func start(t testing.TB, dir string, args ...string) *server {
 // waits until it is ready.
 func launch(t testing.TB, dir string, cmd *exec.Cmd) *server {
 	t.Helper()
-	s := &server{t: t, dir: dir, logs: &logBuffer{}, done: make(chan error, 1), cmd: cmd}
+	return launchWith(t, dir, cmd, "http", http.DefaultClient)
+}
+
+// launchWith is launch with a scheme and a client (for TLS).
+func launchWith(t testing.TB, dir string, cmd *exec.Cmd, scheme string, client *http.Client) *server {
+	t.Helper()
+	s := &server{t: t, dir: dir, logs: &logBuffer{}, done: make(chan error, 1), cmd: cmd, client: client}
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -109,11 +117,11 @@ func launch(t testing.TB, dir string, cmd *exec.Cmd) *server {
 	for {
 		if s.url == "" {
 			if m := listening.FindStringSubmatch(s.logs.String()); m != nil {
-				s.url = "http://" + m[1]
+				s.url = scheme + "://" + m[1]
 			}
 		}
 		if s.url != "" {
-			resp, err := http.Get(s.url + "/readyz")
+			resp, err := client.Get(s.url + "/readyz")
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == 200 {
@@ -164,7 +172,7 @@ func (s *server) do(method, path string, body any, headers ...string) response {
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)
 	}

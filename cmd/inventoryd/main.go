@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,7 +32,17 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	args := os.Args[1:]
+	var err error
+	switch {
+	case len(args) > 0 && args[0] == "add-key":
+		err = addKey(args[1:], os.Getenv, os.Stdout, os.Stderr)
+	case len(args) > 0 && args[0] == "remove-key":
+		err = removeKey(args[1:], os.Getenv, os.Stderr)
+	default:
+		err = run(args, os.Getenv, os.Stderr)
+	}
+	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "inventoryd:", err)
 			os.Exit(1)
@@ -65,6 +76,16 @@ type Config struct {
 	MaxConns autoInt
 	// ReconcileInterval runs a reconciliation that often; 0: off.
 	ReconcileInterval time.Duration
+	// KeysFile turns access control on (see httpapi.Auth); reloaded on
+	// SIGHUP. Empty: protected mode, loopback addresses only.
+	KeysFile string
+	// Insecure allows listening beyond loopback without access control
+	// (and pprof beyond loopback).
+	Insecure bool
+	// MetricsOpen serves /metrics without a key when access control is on.
+	MetricsOpen bool
+	// TLSCert and TLSKey are PEM files; both or neither. Reloaded on SIGHUP.
+	TLSCert, TLSKey string
 	// shardsGiven is set when --shards (or its variable) was given: else an
 	// existing data directory keeps its count, and the default applies only
 	// to a new one.
@@ -120,8 +141,13 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.Var(&c.MaxConns, "max-conns", fmt.Sprintf("open API connections at most; further clients wait in the listen backlog (auto: what RLIMIT_NOFILE leaves after the shards, at most %d)", maxConnsAuto))
 	fs.Int64Var(&c.InflightBodyBytes, "inflight-body-bytes", httpapi.BodyBytesInflightDefault, "bytes of request bodies all requests together may hold while they are read (>= 4194304, one batch); past it: 503 overloaded")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 0, "compare every shard's balances in memory with its ledger this often (0: off; 1m to 168h); POST /admin/reconcile runs one at once")
+	fs.StringVar(&c.KeysFile, "keys-file", "", "JSON file of API keys ([{\"name\", \"role\": reader|writer|admin, \"sha256\"}]); turns access control on; reloaded on SIGHUP. Without it the API listens on loopback addresses only")
+	fs.BoolVar(&c.Insecure, "insecure", false, "allow listening on a non-loopback address without --keys-file (anyone who reaches the port can write), and --admin-addr beyond loopback")
+	fs.BoolVar(&c.MetricsOpen, "metrics-open", false, "with --keys-file: serve /metrics without a key (default: admin keys only)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; needs --tls-key; reloaded on SIGHUP")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: inventoryd [flags]\n\nServes the inventory ledger HTTP API. Every flag can also be set by an\nenvironment variable: --data-dir is INVENTORY_DATA_DIR, and so on.\n\n")
+		fmt.Fprintf(out, "Usage: inventoryd [flags]\n       inventoryd add-key --name NAME --role reader|writer|admin [--keys-file FILE]\n       inventoryd remove-key --name NAME [--keys-file FILE]\n\nServes the inventory ledger HTTP API. Every flag can also be set by an\nenvironment variable: --data-dir is INVENTORY_DATA_DIR, and so on.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -248,6 +274,12 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir must not be empty"))
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if err := c.checkExposure(); err != nil {
+		errs = append(errs, err)
+	}
 	c.Engine.BlockBytesMax = 4 << 20
 	c.WAL.BlockBytesMax = c.Engine.BlockBytesMax
 	if err := c.WAL.Validate(); err != nil {
@@ -279,6 +311,30 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	log := newLogger(&cfg, stderr)
 	cfg.Engine.Logger = log
+	for _, w := range cfg.exposureWarnings() {
+		log.Warn(w)
+	}
+	var auth *httpapi.Auth
+	if cfg.KeysFile != "" {
+		keys, err := loadKeys(cfg.KeysFile)
+		if err != nil {
+			return err
+		}
+		if keys.Len() == 0 {
+			log.Warn("the keys file lists no principal: every request but /healthz, /readyz and /ui/ is refused", "file", cfg.KeysFile)
+		}
+		auth = httpapi.NewAuth(keys, cfg.MetricsOpen)
+	}
+	// SIGHUP reloads the keys and the certificate (see reload); caught from
+	// here on, so that an early one does not end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	var cert *certificate
+	if cfg.TLSCert != "" {
+		if cert, err = loadCertificate(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return err
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Engine.Registerer = reg
@@ -335,7 +391,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	handler, err := httpapi.New(httpapi.Config{Engine: engine, Registry: reg, Logger: log, BodyBytesInflightMax: cfg.InflightBodyBytes, Reconciler: rc})
+	handler, err := httpapi.New(httpapi.Config{Engine: engine, Registry: reg, Logger: log, BodyBytesInflightMax: cfg.InflightBodyBytes, Reconciler: rc, Auth: auth})
 	if err != nil {
 		return err
 	}
@@ -350,6 +406,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	limited := newConnLimiter(ln, conns)
 	ln = limited
+	if cert != nil {
+		ln = tls.NewListener(ln, cert.config())
+	}
 	srv := &http.Server{
 		Handler:           handler,
 		ConnState:         limited.ConnState,
@@ -361,7 +420,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("starting", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "shards", cfg.Engine.Shards,
-		"retention", cfg.Engine.Retention.String(), "max_conns", conns, "rlimit_nofile", nofile)
+		"retention", cfg.Engine.Retention.String(), "max_conns", conns, "rlimit_nofile", nofile,
+		"tls", cert != nil, "access_control", auth != nil)
+	if auth != nil {
+		log.Info("access control on", "keys_file", cfg.KeysFile, "principals", auth.Keys().Len(), "metrics_open", cfg.MetricsOpen)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if cfg.AdminAddr != "" {
@@ -383,6 +446,8 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		case err := <-served:
 			engine.Close(context.Background())
 			return fmt.Errorf("serve: %w", err)
+		case <-hup:
+			reload(&cfg, auth, cert, log)
 		case sig := <-stop:
 			log.Info("shutting down", "signal", sig.String())
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
