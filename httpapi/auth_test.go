@@ -169,7 +169,10 @@ func TestUnknownPathsNeedAKey(t *testing.T) {
 	problem(t, ts.do(req{method: "GET", path: "/nowhere"}), http.StatusUnauthorized, "unauthorized")
 	problem(t, ts.do(req{method: "GET", path: "/nowhere", hdr: []string{"Authorization", "Bearer " + secrets[RoleReader]}}),
 		http.StatusNotFound, "not_found")
-	problem(t, ts.do(req{method: "GET", path: "/ui/index.html"}), http.StatusNotFound, "not_found")
+	if w := ts.do(req{method: "GET", path: "/ui/index.html"}); w.Code != http.StatusOK {
+		t.Errorf("GET /ui/index.html without a key: %d, want 200 (the console's files are open)", w.Code)
+	}
+	problem(t, ts.do(req{method: "GET", path: "/ui/nothing.js"}), http.StatusNotFound, "not_found")
 	// A known path, another method: 405 once the caller may write there.
 	w := ts.do(req{method: "PUT", path: "/v1/batch", hdr: []string{"Authorization", "Bearer " + secrets[RoleWriter]}})
 	problem(t, w, http.StatusMethodNotAllowed, "method_not_allowed")
