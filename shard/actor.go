@@ -1001,17 +1001,14 @@ func (a *actor) finish(r *request) {
 		}
 		p := st.products[r.productID]
 		r.resv = rec
-		var locs [2]uint64
-		if locs[0], err = st.locAt(p, rec.reserveVersion()); err == nil && rec.state() != StateActive {
-			locs[1], err = st.locAt(p, rec.settle)
+		r.locs = make([]uint64, 1, 2)
+		if r.locs[0], err = st.locAt(p, rec.reserveVersion()); err == nil && rec.state() != StateActive {
+			var settled uint64
+			settled, err = st.locAt(p, rec.settle)
+			r.locs = append(r.locs, settled)
 		}
 		if err != nil {
-			r.err = err
-			return
-		}
-		r.locs = []uint64{locs[0]}
-		if rec.state() != StateActive {
-			r.locs = append(r.locs, locs[1])
+			r.locs, r.err = nil, err
 		}
 	}
 }

@@ -49,7 +49,7 @@ func PrepareDir(dir string, shards int) error {
 			// Format 2 only adds tx records; mark the directory so that a
 			// build that cannot read them refuses it.
 			b, _ = json.Marshal(manifest{Format: FormatVersion, Shards: shards})
-			return writeFileSync(dir, ManifestName, append(b, '\n'))
+			return WriteFileSync(dir, ManifestName, append(b, '\n'))
 		}
 		return nil
 	case !errors.Is(err, fs.ErrNotExist):
@@ -79,7 +79,7 @@ func PrepareDir(dir string, shards int) error {
 		return fmt.Errorf("data dir %s is not empty but has no %s: refusing to guess its layout", dir, ManifestName)
 	}
 	b, _ = json.Marshal(manifest{Format: FormatVersion, Shards: shards})
-	return writeFileSync(dir, ManifestName, append(b, '\n'))
+	return WriteFileSync(dir, ManifestName, append(b, '\n'))
 }
 
 // ManifestShards returns the shard count recorded in dir's manifest, and
@@ -105,9 +105,10 @@ func ShardDir(dir string, i int) string {
 	return filepath.Join(dir, fmt.Sprintf("shard-%04d", i))
 }
 
-// writeFileSync writes name in dir atomically and durably: a temporary file,
-// fsync, rename, fsync of the directory.
-func writeFileSync(dir, name string, data []byte) error {
+// WriteFileSync writes name in dir atomically and durably: a temporary file
+// (mode 0600), fsync, rename, fsync of the directory. A reader sees the old
+// file or the new one, never half of one.
+func WriteFileSync(dir, name string, data []byte) error {
 	tmp, err := os.CreateTemp(dir, name+".tmp*")
 	if err != nil {
 		return err

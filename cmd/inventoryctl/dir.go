@@ -121,3 +121,15 @@ func parseTime(name, v string) (int64, error) {
 func formatTime(ns int64) string {
 	return time.Unix(0, ns).UTC().Format("2006-01-02T15:04:05.000000000Z07:00")
 }
+
+// checkOutput checks the --format and --product flags that export and
+// stock share.
+func checkOutput(format, product string) error {
+	if format != "jsonl" && format != "csv" {
+		return fmt.Errorf("--format must be jsonl or csv, got %q", format)
+	}
+	if product != "" && !shard.CheckID(product) {
+		return fmt.Errorf("--product %q is not a product id", product)
+	}
+	return nil
+}

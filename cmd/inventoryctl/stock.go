@@ -47,12 +47,8 @@ func stock(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	if format != "jsonl" && format != "csv" {
-		fmt.Fprintf(stderr, "inventoryctl stock: --format must be jsonl or csv, got %q\n", format)
-		return exitUsage
-	}
-	if product != "" && !shard.CheckID(product) {
-		fmt.Fprintf(stderr, "inventoryctl stock: --product %q is not a product id\n", product)
+	if err := checkOutput(format, product); err != nil {
+		fmt.Fprintf(stderr, "inventoryctl stock: %v\n", err)
 		return exitUsage
 	}
 	d, err := openDataDir(dir)

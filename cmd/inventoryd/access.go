@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 
 	"github.com/inventory-ledger/inventory/httpapi"
+	"github.com/inventory-ledger/inventory/shard"
 )
 
 // Access control at start-up: protected mode, the keys file, TLS, and the
@@ -250,9 +251,8 @@ func removeKey(args []string, getenv func(string) string, stderr io.Writer) erro
 	return nil
 }
 
-// writeRecords replaces the keys file atomically: validated, written to a
-// temporary file beside it (mode 0600), fsynced, renamed over it, and the
-// directory fsynced. A reload never sees half a file.
+// writeRecords replaces the keys file, once validated, atomically and
+// durably (shard.WriteFileSync, mode 0600): a reload never sees half a file.
 func writeRecords(file string, recs []httpapi.KeyRecord) error {
 	b, err := json.MarshalIndent(recs, "", "  ")
 	if err != nil {
@@ -262,37 +262,5 @@ func writeRecords(file string, recs []httpapi.KeyRecord) error {
 	if _, err := httpapi.ParseKeys(b); err != nil {
 		return err
 	}
-	dir := filepath.Dir(file)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(file)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return shard.WriteFileSync(filepath.Dir(file), filepath.Base(file), b)
 }
