@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 )
 
 // ReadLog passes every record of shard i's log to fn, in log order, with
@@ -28,6 +31,11 @@ type LedgerOptions struct {
 	// then called concurrently for different shards, still in order within
 	// each. The entries of carts left in doubt follow once all are done.
 	Parallel bool
+	// Snapshots, if set, holds a snapshot (ReadSnapshot) for each shard,
+	// nil for none: when the replay of the shard's log has applied the
+	// record the snapshot ends with, the state it rebuilt is compared with
+	// the snapshot's, and the result is in LedgerShard.Snapshot.
+	Snapshots []*SnapshotSummary
 }
 
 // Ledger is what ReplayLedger rebuilt from a data directory's logs.
@@ -53,6 +61,10 @@ type LedgerShard struct {
 	LastCreatedAt int64
 	// NextDeadline is the earliest expiry of an active hold, 0 for none.
 	NextDeadline int64
+	// Snapshot is what comparing the shard's snapshot (LedgerOptions.
+	// Snapshots) with the replay found: nil when they agree, or when
+	// there was none to compare or the replay stopped before its end.
+	Snapshot error
 }
 
 // TxDecision is the outcome a start gives a cart left in doubt.
@@ -92,7 +104,26 @@ func ReplayLedger(shards int, read ReadLog, o LedgerOptions) (*Ledger, error) {
 			}
 		}
 		states[i] = st
-		err := read(i, replayer(st))
+		apply := replayer(st)
+		var snap *SnapshotSummary
+		if i < len(o.Snapshots) {
+			snap = o.Snapshots[i]
+		}
+		reached := false
+		err := read(i, func(loc uint64, rec []byte) error {
+			if err := apply(loc, rec); err != nil {
+				return err
+			}
+			if snap != nil && !reached && loc >= snap.Loc {
+				reached = true
+				if loc != snap.Loc {
+					l.Shards[i].Snapshot = fmt.Errorf("snapshot %s ends with the record at %#x, which the log does not hold", snap.Path, snap.Loc)
+				} else {
+					l.Shards[i].Snapshot = compareSnapshot(st, snap)
+				}
+			}
+			return nil
+		})
 		if stops[i] != nil {
 			return
 		}
@@ -101,6 +132,8 @@ func ReplayLedger(shards int, read ReadLog, o LedgerOptions) (*Ledger, error) {
 		}
 		if err != nil {
 			l.Shards[i].Err = fmt.Errorf("shard %d: %w", i, err)
+		} else if snap != nil && !reached {
+			l.Shards[i].Snapshot = fmt.Errorf("snapshot %s ends with the record at %#x, past the end of the log", snap.Path, snap.Loc)
 		}
 	}
 	if o.Parallel {
@@ -173,3 +206,53 @@ func checkOutcomes(states []*State) error {
 // IsEntryRecord reports whether rec, a record of a shard's log, is a ledger
 // entry (DecodeEntry reads it) rather than a record of the cart protocol.
 func IsEntryRecord(rec []byte) bool { return !isTxRecord(rec) }
+
+// snapshotDiffsMax bounds the products compareSnapshot names.
+const snapshotDiffsMax = 10
+
+// compareSnapshot compares st, replayed up to the last record snap covers,
+// with snap: entries applied, every product's balances, version and
+// updated_at, active holds and carts prepared and unresolved.
+func compareSnapshot(st *State, snap *SnapshotSummary) error {
+	var diffs []string
+	if st.entries != snap.Entries {
+		diffs = append(diffs, fmt.Sprintf("%d entries applied, the log has %d", snap.Entries, st.entries))
+	}
+	if n := st.ActiveHolds(); n != snap.ActiveHolds {
+		diffs = append(diffs, fmt.Sprintf("%d active holds, the log has %d", snap.ActiveHolds, n))
+	}
+	if n := len(st.txs); n != snap.PendingTxs {
+		diffs = append(diffs, fmt.Sprintf("%d carts prepared and unresolved, the log has %d", snap.PendingTxs, n))
+	}
+	if len(st.products) != len(snap.Products) {
+		diffs = append(diffs, fmt.Sprintf("%d products, the log has %d", len(snap.Products), len(st.products)))
+	}
+	bad := 0
+	for _, id := range slices.Sorted(maps.Keys(st.products)) {
+		got, ok := snap.Products[id]
+		want := st.products[id].stock(id)
+		switch {
+		case !ok:
+			bad++
+			if bad <= snapshotDiffsMax {
+				diffs = append(diffs, fmt.Sprintf("product %q missing (the log has it at version %d)", id, want.Version))
+			}
+		case got != want:
+			bad++
+			if bad <= snapshotDiffsMax {
+				diffs = append(diffs, fmt.Sprintf("product %q: on_hand %d reserved %d version %d updated_at %s, the log has %d %d %d %s",
+					id, got.OnHand, got.Reserved, got.Version, stamp(got.UpdatedAt), want.OnHand, want.Reserved, want.Version, stamp(want.UpdatedAt)))
+			}
+		}
+	}
+	if bad > snapshotDiffsMax {
+		diffs = append(diffs, fmt.Sprintf("and %d more products", bad-snapshotDiffsMax))
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("snapshot %s differs from the log: %s", snap.Path, strings.Join(diffs, "; "))
+}
+
+// stamp formats Unix nanoseconds for a message.
+func stamp(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }

@@ -116,6 +116,7 @@ func snapName(loc uint64) string { return fmt.Sprintf("%s%016x%s", snapPrefix, l
 // SnapshotSummary is what a snapshot holds, for offline tools (inventoryctl
 // verify and inspect) to compare with a replay of the log.
 type SnapshotSummary struct {
+	Path          string
 	Shard, Shards int
 	Loc           uint64    // last journal record covered
 	At            time.Time // the shard's clock when it was taken
@@ -138,7 +139,7 @@ func ReadSnapshot(path string, shard, shards int) (*SnapshotSummary, error) {
 	}
 	defer st.store.close()
 	sum := &SnapshotSummary{
-		Shard: shard, Shards: shards, Loc: h.loc, At: time.Unix(0, h.at),
+		Path: path, Shard: shard, Shards: shards, Loc: h.loc, At: time.Unix(0, h.at),
 		Entries: st.entries, Products: make(map[string]Stock, len(st.products)),
 		ActiveHolds: st.ActiveHolds(), Keys: st.ages.len(), PendingTxs: len(st.txs),
 	}

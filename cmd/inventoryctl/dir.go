@@ -90,11 +90,9 @@ func (d *dataDir) read(i int, fn func(loc uint64, rec []byte) error) error {
 	return err
 }
 
-// replay replays every shard (shard.ReplayLedger), passing entries to fn;
-// with parallel, the shards at once, so that fn is called concurrently for
-// different shards.
-func (d *dataDir) replay(parallel bool, fn func(shard int, e *shard.Entry) error) (*shard.Ledger, error) {
-	return shard.ReplayLedger(d.shards, d.read, shard.LedgerOptions{Entry: fn, Parallel: parallel})
+// replay replays every shard (shard.ReplayLedger) with o.
+func (d *dataDir) replay(o shard.LedgerOptions) (*shard.Ledger, error) {
+	return shard.ReplayLedger(d.shards, d.read, o)
 }
 
 // problems returns the shards' problems.

@@ -119,13 +119,13 @@ func export(args []string, stdout, stderr io.Writer) int {
 		enc.SetEscapeHTML(false)
 		write = func(l *exportLine) error { return enc.Encode(l) }
 	}
-	l, err := d.replay(false, func(_ int, e *shard.Entry) error {
+	l, err := d.replay(shard.LedgerOptions{Entry: func(_ int, e *shard.Entry) error {
 		if (product != "" && e.ProductID != product) || e.CreatedAt < lo || e.CreatedAt >= hi {
 			return nil
 		}
 		line := lineOf(e)
 		return write(&line)
-	})
+	}})
 	if err == nil {
 		err = firstProblem(l)
 	}

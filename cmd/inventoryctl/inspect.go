@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/inventory-ledger/inventory/shard"
 	"github.com/inventory-ledger/inventory/wal"
@@ -73,7 +74,7 @@ func inspect(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "  PROBLEM: %v\n", err)
 			status = exitProblem
 		}
-		snaps, err := shardSnapshots(sd)
+		snaps, err := shardSnapshots(d.path, i, d.shards)
 		switch {
 		case err != nil:
 			fmt.Fprintf(stdout, "  snapshots: %v\n", err)
@@ -82,9 +83,14 @@ func inspect(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, "  snapshots: none")
 		}
 		for _, s := range snaps {
-			fmt.Fprintf(stdout, "  snapshot %s: block %d, %d bytes, written %s", filepath.Base(s.Path), s.Index, s.Bytes, s.Written.UTC().Format("2006-01-02T15:04:05Z"))
+			fmt.Fprintf(stdout, "  snapshot %s: %d bytes, written %s (%s ago)", filepath.Base(s.Path), s.Bytes,
+				s.Written.UTC().Format("2006-01-02T15:04:05Z"), time.Since(s.Written).Round(time.Second))
 			if s.Err != nil {
 				fmt.Fprintf(stdout, ", unusable: %v", s.Err)
+				status = exitProblem
+			} else {
+				fmt.Fprintf(stdout, ", %d entries, %d products, %d active holds, %d settled reservations",
+					s.Summary.Entries, len(s.Summary.Products), s.Summary.ActiveHolds, s.Summary.Settled)
 			}
 			fmt.Fprintln(stdout)
 		}

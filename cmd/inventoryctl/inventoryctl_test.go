@@ -115,7 +115,7 @@ func TestVerifyKnownDirectory(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "verify: OK") {
 		t.Fatalf("verify: status %d\n%s%s", code, out, errOut)
 	}
-	for _, want := range []string{"shard 0: ", "shard 1: ", "snapshots: no snapshots"} {
+	for _, want := range []string{"shard 0: ", "shard 1: ", "snapshots: none usable"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}

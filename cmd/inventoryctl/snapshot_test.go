@@ -18,6 +18,14 @@ import (
 // stock.
 func writeDir(t *testing.T, dir string) map[string]shard.Stock {
 	t.Helper()
+	return writeDirQ(t, dir, 10)
+}
+
+// writeDirQ is writeDir with q units added to each product: the
+// directories of two q below 128 have the same records at the same
+// locators, with other balances.
+func writeDirQ(t *testing.T, dir string, q int64) map[string]shard.Stock {
+	t.Helper()
 	if err := shard.PrepareDir(dir, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +48,7 @@ func writeDir(t *testing.T, dir string) map[string]shard.Stock {
 	for i := range 10 {
 		p := fmt.Sprintf("p%d", i)
 		ops := []shard.Op{
-			{ProductID: p, Type: shard.TypeAdd, Quantity: 10, ExpectedVersion: shard.NoVersion},
+			{ProductID: p, Type: shard.TypeAdd, Quantity: q, ExpectedVersion: shard.NoVersion},
 			{ProductID: p, Type: shard.TypeReserve, Quantity: 3, ReservationID: "r1", TTLSeconds: 600, ExpectedVersion: shard.NoVersion},
 			{ProductID: p, Type: shard.TypeCommit, ReservationID: "r1", ExpectedVersion: shard.NoVersion},
 			{ProductID: p, Type: shard.TypeReserve, Quantity: 2, ReservationID: "r2", TTLSeconds: 600, ExpectedVersion: shard.NoVersion},
@@ -117,5 +125,96 @@ func TestSnapshotCommandRefuses(t *testing.T) {
 		if code := run(args, &out, &errOut); code == 0 {
 			t.Errorf("%q: exit 0", args)
 		}
+	}
+}
+
+// appendOps writes one ADD of 1 to each product of writeDir past what dir
+// holds, without snapshots.
+func appendOps(t *testing.T, dir string) {
+	t.Helper()
+	e, err := shard.Open(shard.Config{Shards: 2}, func(i int, replay func(uint64, []byte) error) (shard.Journal, error) {
+		l, _, err := wal.Open(shard.ShardDir(dir, i), wal.Options{}, replay)
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		op := shard.Op{ProductID: fmt.Sprintf("p%d", i), Type: shard.TypeAdd, Quantity: 1, ExpectedVersion: shard.NoVersion, IdempotencyKey: fmt.Sprintf("more-%d", i)}
+		if _, err := e.Write(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyComparesSnapshots: verify checks the newest snapshot against
+// the log replayed up to the record it ends with, and a damaged snapshot
+// file or one that does not fit the log is a problem; inspect lists them.
+func TestVerifyComparesSnapshots(t *testing.T) {
+	dir := t.TempDir()
+	writeDir(t, dir)
+	if code, _, errOut := ctl("snapshot", "--data-dir", dir); code != exitOK {
+		t.Fatalf("snapshot: %d %s", code, errOut)
+	}
+	appendOps(t, dir) // the snapshots now end before the log does
+	code, out, errOut := ctl("verify", "--data-dir", dir)
+	if code != exitOK || strings.Count(out, "matches the log") != 2 {
+		t.Fatalf("verify: status %d, want 0 and both snapshots matching the log\n%s%s", code, out, errOut)
+	}
+	code, out, _ = ctl("inspect", "--data-dir", dir)
+	if code != exitOK || strings.Count(out, "active holds, ") != 2 || strings.Contains(out, "unusable") {
+		t.Errorf("inspect: status %d, want both snapshots described\n%s", code, out)
+	}
+
+	// A snapshot of another log, with the same records at the same
+	// locators but other balances, checks out and differs.
+	other := t.TempDir()
+	writeDirQ(t, other, 11)
+	if code, _, errOut := ctl("snapshot", "--data-dir", other); code != exitOK {
+		t.Fatalf("snapshot: %d %s", code, errOut)
+	}
+	mine, _ := shard.ListSnapshots(shard.SnapshotDir(dir, 0))
+	theirs, _ := shard.ListSnapshots(shard.SnapshotDir(other, 0))
+	if len(mine) != 1 || len(theirs) != 1 || mine[0].Loc != theirs[0].Loc {
+		t.Fatalf("snapshots %v and %v: want one each at the same locator", mine, theirs)
+	}
+	good, err := os.ReadFile(mine[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := os.ReadFile(theirs[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mine[0].Path, foreign, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = ctl("verify", "--data-dir", dir)
+	if code != exitProblem || !strings.Contains(out, "differs from the log") || !strings.Contains(out, "on_hand 8 reserved 2") {
+		t.Errorf("verify with a snapshot of another log: status %d, want 1 and the product that differs\n%s", code, out)
+	}
+
+	// A flipped byte: the file does not check out.
+	good[len(good)/2] ^= 0x40
+	if err := os.WriteFile(mine[0].Path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = ctl("verify", "--data-dir", dir)
+	if code != exitProblem || !strings.Contains(out, "do not check out") || !strings.Contains(out, "none usable") {
+		t.Errorf("verify with a damaged snapshot: status %d, want 1 and the file named\n%s", code, out)
+	}
+	code, out, _ = ctl("inspect", "--data-dir", dir)
+	if code != exitProblem || !strings.Contains(out, "unusable") {
+		t.Errorf("inspect with a damaged snapshot: status %d, want 1 and it unusable\n%s", code, out)
 	}
 }

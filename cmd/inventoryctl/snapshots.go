@@ -1,41 +1,63 @@
 package main
 
 import (
-	"fmt"
+	"errors"
 	"time"
-)
 
-// The seam for snapshots. Snapshots (a shard's state at a log index,
-// written beside its log) are not written or read by this build; these two
-// functions are where verify and inspect learn about them, and today they
-// report none. A build that writes snapshots fills them in from the shard
-// directory alone.
+	"github.com/inventory-ledger/inventory/shard"
+)
 
 // snapshotInfo describes one snapshot file of a shard.
 type snapshotInfo struct {
 	Path    string
-	Index   uint64 // the last log block it covers
+	Loc     uint64 // locator of the last log record it covers
 	Bytes   int64
 	Written time.Time
+	// Summary is what it holds, when it checks out.
+	Summary *shard.SnapshotSummary
 	// Err says why the snapshot cannot be used (torn, bad checksum, wrong
-	// version or shard); start-up would skip it.
+	// version, shard or shard count); start-up would skip it.
 	Err error
 }
 
-// shardSnapshots lists the snapshots in shardDir, newest first. This build
-// has none.
-func shardSnapshots(shardDir string) ([]snapshotInfo, error) {
-	return nil, nil
+// shardSnapshots lists and reads the snapshots of shard i of the data
+// directory dir, newest first. Reading one checks it as start-up does.
+func shardSnapshots(dir string, i, shards int) ([]snapshotInfo, error) {
+	infos, err := shard.ListSnapshots(shard.SnapshotDir(dir, i))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]snapshotInfo, 0, len(infos))
+	for _, in := range infos {
+		s := snapshotInfo{Path: in.Path, Loc: in.Loc, Bytes: in.Bytes, Written: in.ModTime}
+		s.Summary, s.Err = shard.ReadSnapshot(in.Path, i, shards)
+		out = append(out, s)
+	}
+	return out, nil
 }
 
-// compareNewestSnapshot checks the newest valid snapshot in shardDir
-// against the state replayed from the log up to the snapshot's index (a
-// wal.Reader bounded by it, through shard.ReplayLedger), and returns a line
-// for the report; an error is a problem. With no snapshot it says so.
-func compareNewestSnapshot(shardDir string) (string, error) {
-	snaps, err := shardSnapshots(shardDir)
-	if err != nil || len(snaps) == 0 {
-		return "no snapshots", err
+// newestSnapshots returns, for each shard of d, its newest snapshot that
+// checks out (nil for none: start-up would replay the whole log) and every
+// snapshot's problem: a snapshot file that does not check out is
+// corruption on disk, although start-up passes it over.
+func newestSnapshots(d *dataDir) ([]*shard.SnapshotSummary, []error) {
+	sums := make([]*shard.SnapshotSummary, d.shards)
+	errs := make([]error, d.shards)
+	for i := range d.shards {
+		snaps, err := shardSnapshots(d.path, i, d.shards)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		var bad []error
+		for _, s := range snaps {
+			if s.Err != nil {
+				bad = append(bad, s.Err)
+			} else if sums[i] == nil {
+				sums[i] = s.Summary
+			}
+		}
+		errs[i] = errors.Join(bad...)
 	}
-	return "", fmt.Errorf("%d snapshots in %s, which this build cannot read", len(snaps), shardDir)
+	return sums, errs
 }

@@ -63,7 +63,7 @@ func stock(args []string, stdout, stderr io.Writer) int {
 	for i := range byShard {
 		byShard[i] = make(map[string]*shard.Stock)
 	}
-	l, err := d.replay(true, func(i int, e *shard.Entry) error {
+	l, err := d.replay(shard.LedgerOptions{Parallel: true, Entry: func(i int, e *shard.Entry) error {
 		if e.CreatedAt > at || (product != "" && e.ProductID != product) {
 			return nil
 		}
@@ -74,7 +74,7 @@ func stock(args []string, stdout, stderr io.Writer) int {
 		}
 		s.OnHand, s.Reserved, s.Version, s.UpdatedAt = e.OnHand, e.Reserved, e.Version, e.CreatedAt
 		return nil
-	})
+	}})
 	stocks := make(map[string]*shard.Stock)
 	for _, m := range byShard {
 		for id, s := range m {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/inventory-ledger/inventory/shard"
@@ -24,7 +25,11 @@ import (
 //     the logs, and carts left in doubt decided as a start would;
 //  4. one idempotency key, per product, applies at most one request
 //     within the retention window (--retention, the service's setting);
-//  5. the newest snapshot of each shard against the log (see snapshots.go).
+//  5. each shard's snapshots: every file checks out (a damaged one is a
+//     problem, although a start passes it over), and the newest that does
+//     equals the state the log rebuilds up to the record it ends with:
+//     entries, every product's balances and version, active holds, carts
+//     in doubt.
 //
 // It prints a report and exits 1 on any problem. A torn tail (a block cut
 // short by a crash, or being written by a running inventoryd) is reported
@@ -52,10 +57,11 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	for i := range keys {
 		keys[i] = newKeyCheck(retention)
 	}
-	l, err := d.replay(true, func(i int, e *shard.Entry) error {
+	snaps, snapErrs := newestSnapshots(d)
+	l, err := d.replay(shard.LedgerOptions{Parallel: true, Snapshots: snaps, Entry: func(i int, e *shard.Entry) error {
 		keys[i].see(i, e)
 		return nil
-	})
+	}})
 	if err != nil { // only from the callback, which never fails
 		fmt.Fprintf(stderr, "inventoryctl verify: %v\n", err)
 		return exitProblem
@@ -81,11 +87,19 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		if t := d.tails[i]; t.Segment != "" {
 			fmt.Fprintf(stdout, "  torn tail: %d bytes at offset %d of %s (%s); not acknowledged, cut at the next start\n", t.Bytes, t.Offset, t.Segment, t.Reason)
 		}
-		note, err := compareNewestSnapshot(shard.ShardDir(d.path, i))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("shard %d: snapshot: %w", i, err))
-		} else {
-			fmt.Fprintf(stdout, "  snapshots: %s\n", note)
+		switch snap := snaps[i]; {
+		case snap == nil:
+			fmt.Fprintln(stdout, "  snapshots: none usable (a start replays the whole log)")
+		case s.Snapshot == nil && s.Err == nil:
+			fmt.Fprintf(stdout, "  snapshot %s: %d entries, %d products, taken %s: matches the log\n",
+				filepath.Base(snap.Path), snap.Entries, len(snap.Products), formatTime(snap.At.UnixNano()))
+		case s.Snapshot != nil:
+			fmt.Fprintf(stdout, "  PROBLEM: %v\n", s.Snapshot)
+			errs = append(errs, s.Snapshot)
+		}
+		if err := snapErrs[i]; err != nil {
+			fmt.Fprintf(stdout, "  PROBLEM: snapshot files that do not check out (a start skips them): %v\n", err)
+			errs = append(errs, fmt.Errorf("shard %d: %w", i, err))
 		}
 		if s.Err != nil {
 			fmt.Fprintf(stdout, "  PROBLEM: %v\n", s.Err)
