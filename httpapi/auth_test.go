@@ -173,9 +173,17 @@ func TestUnknownPathsNeedAKey(t *testing.T) {
 		t.Errorf("GET /ui/index.html without a key: %d, want 200 (the console's files are open)", w.Code)
 	}
 	problem(t, ts.do(req{method: "GET", path: "/ui/nothing.js"}), http.StatusNotFound, "not_found")
-	// A known path, another method: 405 once the caller may write there.
-	w := ts.do(req{method: "PUT", path: "/v1/batch", hdr: []string{"Authorization", "Bearer " + secrets[RoleWriter]}})
-	problem(t, w, http.StatusMethodNotAllowed, "method_not_allowed")
+	// A known path, a method it does not serve: 405 to any key, 401 without.
+	for _, role := range []Role{RoleReader, RoleWriter} {
+		for _, path := range []string{"/v1/batch", "/v1/products/a", "/v1/products/a/reservations/r"} {
+			w := ts.do(req{method: "PUT", path: path, hdr: []string{"Authorization", "Bearer " + secrets[role]}})
+			problem(t, w, http.StatusMethodNotAllowed, "method_not_allowed")
+		}
+	}
+	problem(t, ts.do(req{method: "PUT", path: "/v1/batch"}), http.StatusUnauthorized, "unauthorized")
+	// A method the route serves still needs its role.
+	problem(t, ts.do(req{method: "POST", path: "/v1/batch", hdr: []string{"Authorization", "Bearer " + secrets[RoleReader]}}),
+		http.StatusForbidden, "forbidden")
 }
 
 // TestBearerForms checks how the Authorization header is read: only one
