@@ -5,9 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/inventory-ledger/inventory/shard"
 )
@@ -115,4 +118,78 @@ type shardOp = shard.Op
 func reserveOp() shard.Op {
 	return shard.Op{ProductID: "p", Type: shard.TypeReserve, Quantity: 2, ReservationID: "order-77", TTLSeconds: 600,
 		Reason: "checkout", IdempotencyKey: "bench-key", ExpectedVersion: shard.NoVersion}
+}
+
+// BenchmarkAuthCost measures what access control costs on the hot path:
+// two servers on in-memory journals in one process, the second with keys
+// on, take the same RESERVE load (64 goroutines on one product) in
+// alternating slices of 4096 requests, so that noise from the rest of the
+// machine falls on both alike. Each loop is one slice on each, in turns
+// first; it reports the time per request of each side and the median of
+// the per-slice ratios. Without the network, HTTP parsing and the fsync,
+// which a real request pays as well, the ratio is an upper bound of what
+// keys cost end to end.
+func BenchmarkAuthCost(b *testing.B) {
+	auth, secrets := testAuth(b, false)
+	sides := [2]*testServer{
+		newTestServer(b, serverOptions{shards: 1}),
+		newTestServer(b, serverOptions{shards: 1, auth: auth, token: secrets[RoleWriter]}),
+	}
+	tokens := [2]string{"", secrets[RoleWriter]}
+	for _, ts := range sides {
+		ts.mustWrite("sku", `{"type":"ADD","quantity":1000000000}`)
+	}
+	const slice, workers = 4096, 64
+	var seq atomic.Int64
+	run := func(side int) time.Duration {
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range workers {
+			wg.Go(func() {
+				u, _ := url.Parse("/v1/products/sku/transactions")
+				body := &bytes.Reader{}
+				r := &http.Request{Method: "POST", URL: u, RequestURI: u.Path, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+					Header: http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {""}}, Body: io.NopCloser(body), Host: "x"}
+				if tokens[side] != "" {
+					r.Header["Authorization"] = []string{"Bearer " + tokens[side]}
+				}
+				w := &discardWriter{h: http.Header{}}
+				var buf []byte
+				for range slice / workers {
+					i := seq.Add(1)
+					buf = append(buf[:0], `{"type":"RESERVE","quantity":1,"reservation_id":"order-`...)
+					buf = strconv.AppendInt(buf, i, 10)
+					buf = append(buf, `","ttl_seconds":600,"reason":"checkout"}`...)
+					body.Reset(buf)
+					r.ContentLength = int64(len(buf))
+					r.Header["Idempotency-Key"][0] = "key-" + strconv.FormatInt(i, 10)
+					clear(w.h)
+					sides[side].e.ServeHTTP(w, r)
+					if w.status != http.StatusCreated {
+						panic("status " + strconv.Itoa(w.status))
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	var total [2]time.Duration
+	var ratios []float64
+	turn := 0
+	for b.Loop() {
+		var d [2]time.Duration
+		d[turn] = run(turn)
+		d[1-turn] = run(1 - turn)
+		turn = 1 - turn
+		total[0] += d[0]
+		total[1] += d[1]
+		ratios = append(ratios, float64(d[1])/float64(d[0]))
+	}
+	slices.Sort(ratios)
+	n := float64(b.N * slice)
+	b.ReportMetric(float64(total[0].Nanoseconds())/n, "ns/req-without")
+	b.ReportMetric(float64(total[1].Nanoseconds())/n, "ns/req-with")
+	b.ReportMetric(ratios[len(ratios)/2], "with/without-median")
+	b.ReportMetric(float64(total[1])/float64(total[0]), "with/without-total")
 }
