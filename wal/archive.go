@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"time"
 )
 
 // Archive directories. A log may keep its older sealed segments in a second
@@ -87,13 +86,6 @@ func (e *MissingError) Error() string {
 	}
 	return fmt.Sprintf("wal: %s: the log's first segment starts at block %d: the segments holding blocks 1 to %d (files %s up to the one before %s) are missing, and %s",
 		e.Dir, e.First, e.First-1, segmentName(1), segmentName(e.First), where)
-}
-
-// ArchiveReport describes what one Archive call moved.
-type ArchiveReport struct {
-	Segments int   // segment files moved
-	Bytes    int64 // their total size
-	Duration time.Duration
 }
 
 // listLog returns the segments of the log in dir with archive (may be ""),
@@ -246,16 +238,14 @@ func (l *Log) ArchiveDir() string { return l.opts.ArchiveDir }
 // finds a moved segment in the archive), but not after Close. A failure
 // leaves every segment readable in at least one directory and the Log
 // usable; Open cleans up after it.
-func (l *Log) Archive(loc uint64) (ArchiveReport, error) {
-	var rep ArchiveReport
+func (l *Log) Archive(loc uint64) (segments int, bytes int64, err error) {
 	archive := l.opts.ArchiveDir
 	if archive == "" {
-		return rep, nil
+		return 0, 0, nil
 	}
-	start := time.Now()
 	segs, err := listSegments(l.dir)
 	if err != nil {
-		return rep, err
+		return 0, 0, err
 	}
 	upto, _ := splitLoc(loc)
 	var move []segment
@@ -263,22 +253,20 @@ func (l *Log) Archive(loc uint64) (ArchiveReport, error) {
 		move = append(move, segs[i])
 	}
 	if len(move) == 0 {
-		return rep, nil
+		return 0, 0, nil
 	}
 	if err := makeDirAll(archive); err != nil {
-		return rep, fmt.Errorf("wal: archive: %w", err)
+		return 0, 0, fmt.Errorf("wal: archive: %w", err)
 	}
 	for _, seg := range move {
 		n, err := moveSegment(seg.path, archive)
 		if err != nil {
-			rep.Duration = time.Since(start)
-			return rep, fmt.Errorf("wal: archive %s: %w", seg.path, err)
+			return segments, bytes, fmt.Errorf("wal: archive %s: %w", seg.path, err)
 		}
-		rep.Segments++
-		rep.Bytes += n
+		segments++
+		bytes += n
 	}
-	rep.Duration = time.Since(start)
-	return rep, nil
+	return segments, bytes, nil
 }
 
 // moveSegment moves the file at path into dir with the steps of the
@@ -374,4 +362,18 @@ func makeDirAll(dir string) error {
 		}
 	}
 	return nil
+}
+
+// CheckHead reports a *MissingError if the log in dir, with its archive
+// (may be ""), does not start at index 1, and any error listing them. It
+// reads no segment: a start checks it before a long replay.
+func CheckHead(dir, archive string) error {
+	segs, _, err := listLog(dir, archive)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a new log
+	}
+	if err != nil {
+		return err
+	}
+	return checkFirst(segs, dir, archive)
 }

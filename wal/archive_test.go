@@ -64,12 +64,12 @@ func TestArchive(t *testing.T) {
 		t.Fatalf("only %d segments", len(before))
 	}
 	// Nothing before the first segment: nothing moves.
-	if rep, err := l.Archive(all[0].loc); err != nil || rep.Segments != 0 {
-		t.Fatalf("Archive at the first record: %+v, %v", rep, err)
+	if n, _, err := l.Archive(all[0].loc); err != nil || n != 0 {
+		t.Fatalf("Archive at the first record: %d segments, %v", n, err)
 	}
 	cut := all[len(all)/2].loc
 	cutSeg, _ := splitLoc(cut)
-	rep, err := l.Archive(cut)
+	moved, size, err := l.Archive(cut)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +87,11 @@ func TestArchive(t *testing.T) {
 	if got := mustList(t, archive); !slices.Equal(got, wantArch) {
 		t.Errorf("archived segments %v, want %v", got, wantArch)
 	}
-	if rep.Segments != len(wantArch) || rep.Bytes <= 0 {
-		t.Errorf("report %+v, want %d segments", rep, len(wantArch))
+	if moved != len(wantArch) || size <= 0 {
+		t.Errorf("Archive moved %d segments, %d bytes; want %d segments", moved, size, len(wantArch))
 	}
 	// The last record: everything but the tail segment moves.
-	if _, err := l.Archive(all[len(all)-1].loc); err != nil {
+	if _, _, err := l.Archive(all[len(all)-1].loc); err != nil {
 		t.Fatal(err)
 	}
 	live := mustList(t, dir)
@@ -177,7 +177,7 @@ func TestArchiveCrash(t *testing.T) {
 				return nil
 			}
 			archiveFaults.Store(&f)
-			_, err := l.Archive(all[len(all)-1].loc)
+			_, _, err := l.Archive(all[len(all)-1].loc)
 			archiveFaults.Store(nil)
 			if err == nil {
 				t.Fatal("Archive did not stop")
@@ -210,7 +210,7 @@ func TestArchiveCrash(t *testing.T) {
 				t.Errorf("%d segments in both directories, want %d", got, len(before))
 			}
 			// The next Archive finishes the move.
-			if _, err := l.Archive(all[len(all)-1].loc); err != nil {
+			if _, _, err := l.Archive(all[len(all)-1].loc); err != nil {
 				t.Fatal(err)
 			}
 			if live := mustList(t, dir); len(live) != 1 {
@@ -283,7 +283,7 @@ func TestReadDuringArchive(t *testing.T) {
 		})
 	}
 	for i := 0; i < len(all); i += len(all) / 8 {
-		if _, err := l.Archive(all[i].loc); err != nil {
+		if _, _, err := l.Archive(all[i].loc); err != nil {
 			t.Error(err)
 		}
 	}
