@@ -42,37 +42,34 @@ func (c *Config) shardWAL(i int) wal.Options {
 	return o
 }
 
-// prepareArchive records --archive-dir in the manifest, or, without it,
-// checks that no shard's log needs the archive the manifest names: a log
-// whose oldest segments were archived is refused with the flag to give,
-// before any replay.
+// prepareArchive checks, before any replay, that every shard's log starts
+// at its first segment, in --archive-dir if given, and then records the
+// flag in the manifest. A log whose oldest segments are missing is refused
+// with the flag to give: the archive directory the manifest records.
 func prepareArchive(c *Config, log *slog.Logger) error {
 	recorded, err := shard.ManifestArchiveDir(c.DataDir)
 	if err != nil {
 		return err
 	}
-	if c.ArchiveDir != "" {
-		changed, err := shard.RecordArchiveDir(c.DataDir, c.ArchiveDir)
-		if err != nil {
-			return fmt.Errorf("record the archive directory: %w", err)
-		}
-		if changed {
-			log.Info("archive directory recorded in the manifest", "archive_dir", c.ArchiveDir, "was", recorded)
-		}
-		return nil
-	}
 	for i := range c.Engine.Shards {
-		err := wal.CheckHead(shard.ShardDir(c.DataDir, i), "")
+		err := wal.CheckHead(shard.ShardDir(c.DataDir, i), c.shardWAL(i).ArchiveDir)
 		var me *wal.MissingError
-		if errors.As(err, &me) {
-			if recorded != "" {
-				return fmt.Errorf("shard %d: %w; the manifest says they were archived to %s: start with --archive-dir %s", i, err, recorded, recorded)
-			}
+		switch {
+		case errors.As(err, &me) && recorded != "" && recorded != c.ArchiveDir:
+			return fmt.Errorf("shard %d: %w; the manifest says they were archived to %s: start with --archive-dir %s", i, err, recorded, recorded)
+		case err != nil:
 			return fmt.Errorf("shard %d: %w", i, err)
 		}
-		if err != nil {
-			return err
-		}
+	}
+	if c.ArchiveDir == "" {
+		return nil
+	}
+	changed, err := shard.RecordArchiveDir(c.DataDir, c.ArchiveDir)
+	if err != nil {
+		return fmt.Errorf("record the archive directory: %w", err)
+	}
+	if changed {
+		log.Info("archive directory recorded in the manifest", "archive_dir", c.ArchiveDir, "was", recorded)
 	}
 	return nil
 }

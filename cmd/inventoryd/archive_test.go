@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/inventory-ledger/inventory/shard"
+	"github.com/inventory-ledger/inventory/wal"
 )
 
 // segmentFiles returns the first indexes of the segment files in dir,
@@ -238,5 +240,60 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPrepareArchive: a start is refused, before any replay, when a
+// shard's log lacks its first segments where it looks for them, naming the
+// archive directory the manifest records; the flag is recorded only once
+// the logs check out, so a wrong --archive-dir does not erase the record.
+func TestPrepareArchive(t *testing.T) {
+	dir, arch := t.TempDir(), filepath.Join(t.TempDir(), "archive")
+	if err := shard.PrepareDir(dir, 1); err != nil {
+		t.Fatal(err)
+	}
+	l, _, err := wal.Open(shard.ShardDir(dir, 0), wal.Options{SegmentBytes: 1 << 10, ArchiveDir: shard.ShardDir(arch, 0)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	locs := make([]uint64, 1)
+	for range 40 {
+		if err := l.Commit([][]byte{[]byte(strings.Repeat("x", 100))}, locs); err != nil {
+			t.Fatal(err)
+		}
+		last = locs[0]
+	}
+	if n, _, err := l.Archive(last); err != nil || n == 0 {
+		t.Fatalf("archive: %d, %v", n, err)
+	}
+	l.Close()
+	cfg := func(archive string) *Config {
+		c := &Config{DataDir: dir, ArchiveDir: archive}
+		c.Engine.Shards = 1
+		return c
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	err = prepareArchive(cfg(""), quiet)
+	if err == nil || !strings.Contains(err.Error(), "blocks 1 to") {
+		t.Errorf("without the archive, nothing recorded: %v", err)
+	}
+	if err := prepareArchive(cfg(arch), quiet); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := shard.ManifestArchiveDir(dir); got != arch {
+		t.Errorf("recorded %q, want %q", got, arch)
+	}
+	err = prepareArchive(cfg(""), quiet)
+	if err == nil || !strings.Contains(err.Error(), "start with --archive-dir "+arch) {
+		t.Errorf("without the flag: %v", err)
+	}
+	wrong := t.TempDir()
+	err = prepareArchive(cfg(wrong), quiet)
+	if err == nil || !strings.Contains(err.Error(), "start with --archive-dir "+arch) || !strings.Contains(err.Error(), wrong) {
+		t.Errorf("a wrong archive directory: %v", err)
+	}
+	if got, _ := shard.ManifestArchiveDir(dir); got != arch {
+		t.Errorf("a refused start changed the record to %q", got)
 	}
 }
