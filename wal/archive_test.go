@@ -290,3 +290,80 @@ func TestReadDuringArchive(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// BenchmarkArchive moves 8 segments of 4 MiB (the default size) to an
+// archive directory on the same file system: a copy, three fsyncs and a
+// rename each.
+func BenchmarkArchive(b *testing.B) {
+	recs := benchRecords(1000)
+	locs := make([]uint64, len(recs))
+	b.SetBytes(8 * segmentBytesDefault)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		dir := b.TempDir()
+		l, _, _ := openLog(b, dir, Options{ArchiveDir: b.TempDir()})
+		for len(mustListB(b, dir)) < 10 {
+			if err := l.Commit(recs, locs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		segs := mustListB(b, dir)
+		b.StartTimer()
+		n, _, err := l.Archive(makeLoc(segs[8], 0))
+		if err != nil || n != 8 {
+			b.Fatalf("moved %d: %v", n, err)
+		}
+		b.StopTimer()
+		l.Close()
+	}
+}
+
+// BenchmarkReadManyArchived reads a page of 100 records from a live
+// segment and from an archived one (which costs a failed open of the live
+// path first), both on the same file system here.
+func BenchmarkReadManyArchived(b *testing.B) {
+	dir := b.TempDir()
+	l, _, _ := openLog(b, dir, Options{SegmentBytes: 1 << 20, ArchiveDir: b.TempDir()})
+	defer l.Close()
+	recs := benchRecords(100)
+	var first, last []uint64
+	for len(mustListB(b, dir)) < 3 {
+		locs := make([]uint64, len(recs))
+		if err := l.Commit(recs, locs); err != nil {
+			b.Fatal(err)
+		}
+		if first == nil {
+			first = locs
+		}
+		last = locs
+	}
+	segs := mustListB(b, dir)
+	if _, _, err := l.Archive(makeLoc(segs[1], 0)); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		locs []uint64
+	}{{"live", last}, {"archived", first}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := l.ReadMany(c.locs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func mustListB(b *testing.B, dir string) []uint64 {
+	segs, err := listSegments(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []uint64
+	for _, s := range segs {
+		out = append(out, s.first)
+	}
+	return out
+}
