@@ -297,3 +297,32 @@ func TestPrepareArchive(t *testing.T) {
 		t.Errorf("a refused start changed the record to %q", got)
 	}
 }
+
+// TestArchiveDirFlag: off by default; INVENTORY_ARCHIVE_DIR sets it, the
+// flag wins; Validate makes it absolute and refuses the data directory.
+func TestArchiveDirFlag(t *testing.T) {
+	env := func(k string) string { return map[string]string{"INVENTORY_ARCHIVE_DIR": "/srv/env"}[k] }
+	none := func(string) string { return "" }
+	for _, c := range []struct {
+		args   []string
+		getenv func(string) string
+		want   string
+	}{
+		{nil, none, ""},
+		{nil, env, "/srv/env"},
+		{[]string{"--archive-dir", "/srv/flag"}, env, "/srv/flag"},
+	} {
+		cfg, err := parse(c.args, c.getenv, io.Discard)
+		if err != nil || cfg.ArchiveDir != c.want {
+			t.Errorf("%v: archive dir %q, %v; want %q", c.args, cfg.ArchiveDir, err, c.want)
+		}
+	}
+	cfg, _ := parse([]string{"--archive-dir", "rel"}, none, io.Discard)
+	if err := cfg.Validate(); err != nil || !filepath.IsAbs(cfg.ArchiveDir) {
+		t.Errorf("relative --archive-dir: %q, %v", cfg.ArchiveDir, err)
+	}
+	cfg, _ = parse([]string{"--archive-dir", "./data/", "--data-dir", "data"}, none, io.Discard)
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--archive-dir must not be the data directory") {
+		t.Errorf("--archive-dir = --data-dir: %v", err)
+	}
+}
