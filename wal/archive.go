@@ -26,7 +26,8 @@ import (
 //  3. remove NAME from the live directory, and fsync it.
 //
 // A crash at any step leaves the segment whole in at least one directory.
-// Open, as the log's owner, cleans up what a crash left: a NAME.tmp in the
+// Open, as the log's owner, cleans up what a crash left once it has found
+// the log sound (a corrupt log is left as it is): a NAME.tmp in the
 // archive is removed, and a segment in both directories is checked to be
 // the same bytes in both and then removed from the archive (the live copy
 // is kept; the next Archive moves it again). Two copies that differ are
@@ -146,9 +147,19 @@ func checkFirst(segs []segment, dir, archive string) error {
 
 // cleanArchive removes what an interrupted Archive left in archive:
 // temporary copies, and the archive's copies of segments still in the live
-// directory, once checked to be the same bytes. It returns how many files
-// it removed. Called by Open only.
+// directory. It first checks that every such copy holds the same bytes as
+// the live one, and removes nothing if one differs (corruption). It
+// returns how many files it removed. Called by Open only.
 func cleanArchive(archive string, dups []segment) (int, error) {
+	for _, d := range dups {
+		same, err := sameFile(d.alt, d.path)
+		if err != nil {
+			return 0, fmt.Errorf("wal: clean archive: %w", err)
+		}
+		if !same {
+			return 0, &CorruptError{Segment: d.path, Reason: fmt.Sprintf("the segment is in both the archive and %s, with different contents", d.alt)}
+		}
+	}
 	ents, err := os.ReadDir(archive)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
@@ -156,36 +167,27 @@ func cleanArchive(archive string, dups []segment) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("wal: clean archive: %w", err)
 	}
-	n := 0
+	var remove []string
 	for _, e := range ents {
 		name := e.Name()
 		if len(name) == segmentNameBytes+len(archiveTmpSuffix) && strings.HasSuffix(name, archiveTmpSuffix) {
-			if err := os.Remove(filepath.Join(archive, name)); err != nil {
-				return n, fmt.Errorf("wal: clean archive: %w", err)
-			}
-			n++
+			remove = append(remove, filepath.Join(archive, name))
 		}
 	}
 	for _, d := range dups {
-		live := d.alt
-		same, err := sameFile(live, d.path)
-		if err != nil {
-			return n, fmt.Errorf("wal: clean archive: %w", err)
-		}
-		if !same {
-			return n, &CorruptError{Segment: d.path, Reason: fmt.Sprintf("the segment is in both the archive and %s, with different contents", live)}
-		}
-		if err := os.Remove(d.path); err != nil {
-			return n, fmt.Errorf("wal: clean archive: %w", err)
-		}
-		n++
+		remove = append(remove, d.path)
 	}
-	if n > 0 {
+	for i, path := range remove {
+		if err := os.Remove(path); err != nil {
+			return i, fmt.Errorf("wal: clean archive: %w", err)
+		}
+	}
+	if len(remove) > 0 {
 		if err := syncDir(archive); err != nil {
-			return n, fmt.Errorf("wal: clean archive: %w", err)
+			return len(remove), fmt.Errorf("wal: clean archive: %w", err)
 		}
 	}
-	return n, nil
+	return len(remove), nil
 }
 
 // sameFile reports whether the files at a and b hold the same bytes.

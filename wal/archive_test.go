@@ -223,7 +223,8 @@ func TestArchiveCrash(t *testing.T) {
 }
 
 // TestArchiveCopiesDiffer: a segment in both directories whose copies
-// differ is corruption; Open reports it and removes neither.
+// differ is corruption; Open reports it and removes nothing, not even a
+// temporary copy.
 func TestArchiveCopiesDiffer(t *testing.T) {
 	dir, archive := t.TempDir(), t.TempDir()
 	opts := Options{SegmentBytes: 1 << 10, ArchiveDir: archive}
@@ -238,12 +239,16 @@ func TestArchiveCopiesDiffer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(archive, first), b, 0o640); err != nil {
 		t.Fatal(err)
 	}
+	tmp := segmentName(2) + archiveTmpSuffix
+	if err := os.WriteFile(filepath.Join(archive, tmp), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
 	var ce *CorruptError
 	if _, _, _, err := tryOpen(dir, opts); !errors.As(err, &ce) || ce.Segment != filepath.Join(archive, first) {
 		t.Errorf("Open: %v, want a CorruptError naming the archive's copy", err)
 	}
-	if !slices.Contains(names(t, archive), first) || !slices.Contains(names(t, dir), first) {
-		t.Error("Open removed a copy")
+	if !slices.Contains(names(t, archive), first) || !slices.Contains(names(t, dir), first) || !slices.Contains(names(t, archive), tmp) {
+		t.Errorf("Open of a corrupt log removed files: archive %v", names(t, archive))
 	}
 }
 

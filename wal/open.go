@@ -62,11 +62,6 @@ func OpenAfter(dir string, opts Options, after uint64, fn func(loc uint64, rec [
 	if err != nil {
 		return nil, rep, err
 	}
-	if opts.ArchiveDir != "" {
-		if rep.ArchiveCleaned, err = cleanArchive(opts.ArchiveDir, dups); err != nil {
-			return nil, rep, err
-		}
-	}
 	if err := checkFirst(segs, dir, opts.ArchiveDir); err != nil {
 		return nil, rep, err
 	}
@@ -100,6 +95,13 @@ func OpenAfter(dir string, opts Options, after uint64, fn func(loc uint64, rec [
 		}
 		rep.Bytes += int64(size)
 		tailFirst, tailBytes = seg.first, size
+	}
+
+	if opts.ArchiveDir != "" {
+		// Only a log found sound is cleaned: a corrupt one is left as it is.
+		if rep.ArchiveCleaned, err = cleanArchive(opts.ArchiveDir, dups); err != nil {
+			return nil, rep, err
+		}
 	}
 
 	tw, err := openTidwall(dir, opts)
