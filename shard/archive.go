@@ -15,11 +15,15 @@ type Archiver interface {
 }
 
 // archive is called once a snapshot is durable, on the goroutine that
-// wrote it: it lets the journal archive the segments the shard's oldest
-// kept snapshot no longer needs at a start, so that the fallback snapshot
-// (SnapshotsKept) still finds its log in the live directory. Never the
-// segment being written. A failure is logged and counted: the journal
-// keeps every record readable where it was.
+// wrote it, before that goroutine hands the snapshot back to the actor:
+// so no two archive runs of a shard overlap (the next snapshot starts only
+// after the actor adopts this one) and the journal is not closed under it
+// (finalSnapshot waits for the busy snapshot). It lets the journal archive
+// the segments the shard's oldest kept snapshot no longer needs at a
+// start, so that the fallback snapshot (SnapshotsKept) still finds its log
+// in the live directory. Never the segment being written. A failure is
+// logged and counted: the journal keeps every record readable where it
+// was.
 func (a *actor) archive() {
 	ar, ok := a.journal.(Archiver)
 	if !ok {
