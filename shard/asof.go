@@ -110,6 +110,12 @@ func (st *State) finishLocate(r *request) {
 			// reported, and versions never go away: this is a bug.
 			panic(fmt.Sprintf("shard %d: locator of version %d of %q, which is at version %d", st.shard, v, r.productID, p.version))
 		}
-		r.locs[i] = p.locs[v-1]
+		// The locators a snapshot covers are in its file, not in p.locs.
+		loc, err := st.locAt(p, v)
+		if err != nil {
+			r.err = err
+			return
+		}
+		r.locs[i] = loc
 	}
 }

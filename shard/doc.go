@@ -153,4 +153,14 @@
 // Offline tools find and read snapshots with SnapshotDir, ListSnapshots,
 // LoadSnapshot (the newest valid one, into a State, as start-up does) and
 // ReadSnapshot (a summary to compare with a replay).
+//
+// # Archiving
+//
+// Once a snapshot is durable, a journal that implements Archiver (wal.Log
+// with an archive directory) is asked to move the sealed segments before
+// the one holding the record the oldest kept snapshot ends with
+// (archive.go), on the goroutine that wrote the snapshot, before the actor
+// can close the journal. The journal keeps reading what it moved, so
+// history, as_of, a full replay and the Reconciler see the whole ledger;
+// the engine only chooses the point, never deletes anything.
 package shard

@@ -25,6 +25,11 @@ const ManifestName = "MANIFEST.json"
 type manifest struct {
 	Format int `json:"format"`
 	Shards int `json:"shards"`
+	// ArchiveDir is the directory the shards' old log segments were last
+	// archived to (inventoryd --archive-dir), absolute; empty if never. A
+	// start or a tool without the flag names it rather than reading a log
+	// that begins mid-way.
+	ArchiveDir string `json:"archive_dir,omitempty"`
 }
 
 // PrepareDir creates dir with a manifest for shards shards, or checks that
@@ -48,7 +53,8 @@ func PrepareDir(dir string, shards int) error {
 		if m.Format == formatVersionNoTx {
 			// Format 2 only adds tx records; mark the directory so that a
 			// build that cannot read them refuses it.
-			b, _ = json.Marshal(manifest{Format: FormatVersion, Shards: shards})
+			m.Format = FormatVersion
+			b, _ = json.Marshal(m)
 			return WriteFileSync(dir, ManifestName, append(b, '\n'))
 		}
 		return nil
@@ -129,4 +135,43 @@ func WriteFileSync(dir, name string, data []byte) error {
 		return err
 	}
 	return dirSynced(dir)
+}
+
+// ManifestArchiveDir returns the archive directory recorded in dir's
+// manifest (RecordArchiveDir), "" if none.
+func ManifestArchiveDir(dir string) (string, error) {
+	m, err := readManifest(dir)
+	if err != nil {
+		return "", err
+	}
+	return m.ArchiveDir, nil
+}
+
+// RecordArchiveDir records archive, an absolute path, as the directory
+// dir's old log segments are archived to, if the manifest does not say so
+// already. It returns whether it changed the manifest.
+func RecordArchiveDir(dir, archive string) (bool, error) {
+	m, err := readManifest(dir)
+	if err != nil {
+		return false, err
+	}
+	if m.ArchiveDir == archive {
+		return false, nil
+	}
+	m.ArchiveDir = archive
+	b, _ := json.Marshal(m)
+	return true, WriteFileSync(dir, ManifestName, append(b, '\n'))
+}
+
+func readManifest(dir string) (manifest, error) {
+	var m manifest
+	path := filepath.Join(dir, ManifestName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return m, fmt.Errorf("read manifest: %w", err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("read %s: %w", path, err)
+	}
+	return m, nil
 }

@@ -74,3 +74,31 @@ func TestRouteSpreadsSimilarIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordArchiveDir: the archive directory is recorded once, read back,
+// and kept when a format 1 manifest is upgraded.
+func TestRecordArchiveDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := PrepareDir(dir, 2); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := ManifestArchiveDir(dir); err != nil || a != "" {
+		t.Errorf("new directory: archive %q, %v", a, err)
+	}
+	for i, want := range []bool{true, false} {
+		if changed, err := RecordArchiveDir(dir, "/srv/archive"); err != nil || changed != want {
+			t.Errorf("record %d: changed %v, %v; want %v", i, changed, err, want)
+		}
+	}
+	if a, err := ManifestArchiveDir(dir); err != nil || a != "/srv/archive" {
+		t.Errorf("recorded: %q, %v", a, err)
+	}
+	old := t.TempDir()
+	os.WriteFile(filepath.Join(old, ManifestName), []byte(`{"format": 1, "shards": 2, "archive_dir": "/srv/a"}`), 0o600)
+	if err := PrepareDir(old, 2); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := ManifestArchiveDir(old); err != nil || a != "/srv/a" {
+		t.Errorf("after the format upgrade: %q, %v", a, err)
+	}
+}

@@ -123,6 +123,7 @@ func newMetrics(reg prometheus.Registerer, shards int, depth func(int) int) *met
 	reg.MustRegister(m.transactions, m.replays, m.expired, m.fsync,
 		m.batchEntries, m.failed, m.writeRetries, m.stalled, txs, m.txRetries, m.replay, m.replayed,
 		m.snapshots.written, m.snapshots.failures, m.snapshots.skipped, m.snapshots.pause, m.snapshots.seconds,
+		m.snapshots.archived, m.snapshots.archiveFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "inventory_reservations_active",
 			Help: "Holds currently active.",
@@ -158,6 +159,9 @@ type snapMetrics struct {
 	skipped  prometheus.Counter
 	pause    prometheus.Histogram
 	seconds  prometheus.Histogram
+
+	archived        prometheus.Counter
+	archiveFailures prometheus.Counter
 }
 
 func newSnapMetrics() *snapMetrics {
@@ -183,6 +187,14 @@ func newSnapMetrics() *snapMetrics {
 			Name:    "inventory_snapshot_write_seconds",
 			Help:    "Time to write one snapshot, off the actor.",
 			Buckets: prometheus.ExponentialBuckets(1e-3, 4, 8), // 1ms .. 16s
+		}),
+		archived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inventory_wal_segments_archived_total",
+			Help: "WAL segments moved to the archive directory after a snapshot (--archive-dir).",
+		}),
+		archiveFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inventory_wal_archive_failures_total",
+			Help: "Archive runs that stopped on an error; the segments stay readable where they are and the next snapshot retries.",
 		}),
 	}
 }

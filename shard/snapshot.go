@@ -501,6 +501,7 @@ func (a *actor) writeSnap(job *snapJob, finished chan struct{}) {
 		a.m.snapshots.written.Inc()
 		a.cfg.Logger.Info("snapshot written", "shard", a.id, "path", info.Path, "bytes", info.Bytes,
 			"entries", job.c.entries, "duration", time.Since(t).Round(time.Millisecond).String())
+		a.archive()
 	}
 	a.snap.done.Store(&snapDone{store: store, c: job.c, err: err})
 }

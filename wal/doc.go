@@ -26,6 +26,10 @@
 //     its writer, with the checks of Open: it stops without error at an
 //     incomplete last block (a torn tail, or one being written), which it
 //     never cuts, and resumes there on its next call.
+//  6. With Options.ArchiveDir, the log's older sealed segments may live in
+//     a second directory: Archive moves them there crash-safely, and every
+//     reader above reads both directories as one log (archive.go). A log
+//     that does not start at index 1 is refused with a *MissingError.
 //
 // Open, Commit and Close are called only from the goroutine that owns the
 // log; one Log per directory, in one process.
@@ -61,7 +65,8 @@
 // # Open and repair
 //
 // Segments must start at index 1 and be contiguous: each starts at the index
-// after the last block of the one before. Leftover tidwall .START or .END
+// after the last block of the one before, the archive's first, then the
+// live directory's. Leftover tidwall .START or .END
 // files are corruption, as this package never truncates through tidwall.
 //
 // In every segment but the last, any bad block is corruption. In the last

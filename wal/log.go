@@ -114,6 +114,12 @@ type Options struct {
 	// BlockBytesMax is the largest block, header and record frames included,
 	// that Commit accepts; default 4 MiB.
 	BlockBytesMax int
+
+	// ArchiveDir, if not empty, is the directory of the log's archived
+	// segments (see archive.go): Open and Read read it too, Open cleans up
+	// an interrupted move, and Archive moves old sealed segments there.
+	// Empty: the log is its directory alone, and must start at index 1.
+	ArchiveDir string
 }
 
 // withDefaults returns o with zero fields set to their defaults.
@@ -149,6 +155,11 @@ type Report struct {
 	Blocks   uint64 // valid blocks replayed
 	Records  uint64 // valid records replayed
 	Bytes    int64  // segment bytes kept, after any repair
+	Archived int    // of Segments, those found in the archive directory
+
+	// ArchiveCleaned counts the files an interrupted Archive left that Open
+	// removed: temporary copies, and archive copies of live segments.
+	ArchiveCleaned int
 
 	Repaired       bool   // a torn tail was cut off the last segment
 	RepairSegment  string // path of the repaired segment
@@ -482,7 +493,11 @@ func (l *Log) ReadMany(locs []uint64) ([][]byte, error) {
 				f.Close()
 			}
 			var err error
-			if f, err = os.Open(filepath.Join(l.dir, segmentName(segFirst))); err != nil {
+			seg := segment{path: filepath.Join(l.dir, segmentName(segFirst))}
+			if a := l.opts.ArchiveDir; a != "" {
+				seg.alt = filepath.Join(a, segmentName(segFirst))
+			}
+			if f, err = openSegment(seg); err != nil {
 				return nil, fmt.Errorf("wal: read loc %#x: %w", loc, err)
 			}
 			open = segFirst

@@ -47,14 +47,30 @@ func OpenAfter(dir string, opts Options, after uint64, fn func(loc uint64, rec [
 	if err != nil {
 		return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
 	}
+	if opts.ArchiveDir != "" {
+		if opts.ArchiveDir, err = filepath.Abs(opts.ArchiveDir); err != nil {
+			return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
+		}
+		if opts.ArchiveDir == dir {
+			return nil, rep, fmt.Errorf("wal: open %s: the archive directory is the log's own", dir)
+		}
+	}
 	if err := makeDir(dir); err != nil {
 		return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
 	}
-	segs, err := listSegments(dir)
+	segs, dups, err := listLog(dir, opts.ArchiveDir)
 	if err != nil {
 		return nil, rep, err
 	}
+	if err := checkFirst(segs, dir, opts.ArchiveDir); err != nil {
+		return nil, rep, err
+	}
 	rep.Segments = len(segs)
+	for _, seg := range segs {
+		if seg.archived {
+			rep.Archived++
+		}
+	}
 
 	s := scanner{fn: fn, rep: &rep, after: after}
 	afterSeg, _ := splitLoc(after)
@@ -79,6 +95,13 @@ func OpenAfter(dir string, opts Options, after uint64, fn func(loc uint64, rec [
 		}
 		rep.Bytes += int64(size)
 		tailFirst, tailBytes = seg.first, size
+	}
+
+	if opts.ArchiveDir != "" {
+		// Only a log found sound is cleaned: a corrupt one is left as it is.
+		if rep.ArchiveCleaned, err = cleanArchive(opts.ArchiveDir, dups); err != nil {
+			return nil, rep, err
+		}
 	}
 
 	tw, err := openTidwall(dir, opts)
@@ -145,8 +168,10 @@ func makeDir(dir string) error {
 
 // segment is a segment file found by listSegments.
 type segment struct {
-	path  string
-	first uint64 // index of its first block, from its name
+	path     string
+	first    uint64 // index of its first block, from its name
+	alt      string // where it may be found too: the archive's path of a live segment
+	archived bool   // path is in the archive directory
 }
 
 // listSegments returns dir's segment files in index order, naming them as
@@ -192,7 +217,7 @@ type scanner struct {
 // scanSegment validates seg and replays its records. For the last segment it
 // cuts off a torn tail. It returns the segment's size after any repair.
 func (s *scanner) scanSegment(seg segment, last bool) (int, error) {
-	data, err := s.read(seg.path)
+	data, err := s.read(seg)
 	if err != nil {
 		return 0, err
 	}
@@ -302,9 +327,10 @@ func (s *scanner) replay(seg segment, block []byte, off int) error {
 	return nil
 }
 
-// read returns the contents of the file at path in s.buf, which is reused.
-func (s *scanner) read(path string) ([]byte, error) {
-	f, err := os.Open(path)
+// read returns the contents of seg's file in s.buf, which is reused.
+func (s *scanner) read(seg segment) ([]byte, error) {
+	path := seg.path
+	f, err := openSegment(seg)
 	if err != nil {
 		return nil, fmt.Errorf("wal: read segment: %w", err)
 	}

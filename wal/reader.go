@@ -16,12 +16,13 @@ import "fmt"
 //
 // A Reader is used by one goroutine at a time.
 type Reader struct {
-	dir  string
-	seq  uint64 // last block read
-	seg  uint64 // first index of the segment holding the next block, 0 before the first
-	off  int    // offset of the next block in that segment
-	buf  []byte
-	tail Tail
+	dir     string
+	archive string // "" for none
+	seq     uint64 // last block read
+	seg     uint64 // first index of the segment holding the next block, 0 before the first
+	off     int    // offset of the next block in that segment
+	buf     []byte
+	tail    Tail
 }
 
 // Tail describes an incomplete block at the end of the log.
@@ -36,6 +37,14 @@ type Tail struct {
 // first block.
 func NewReader(dir string) *Reader { return &Reader{dir: dir} }
 
+// NewReaderWithArchive returns a Reader of the log whose older segments
+// are in archive and the others in dir (see Options.ArchiveDir): it reads
+// the archive's segments first, then dir's, contiguous across both. A
+// segment in both is read from dir; temporary files are ignored.
+func NewReaderWithArchive(dir, archive string) *Reader {
+	return &Reader{dir: dir, archive: archive}
+}
+
 // Seq returns the sequence number of the last block read, 0 before any.
 func (r *Reader) Seq() uint64 { return r.seq }
 
@@ -48,9 +57,14 @@ func (r *Reader) Tail() Tail { return r.tail }
 // the number of records passed. An error from fn stops it and is returned.
 func (r *Reader) Next(until uint64, fn func(loc uint64, rec []byte) error) (int, error) {
 	r.tail = Tail{}
-	segs, err := listSegments(r.dir)
+	segs, _, err := listLog(r.dir, r.archive)
 	if err != nil {
 		return 0, err
+	}
+	if r.seg == 0 {
+		if err := checkFirst(segs, r.dir, r.archive); err != nil {
+			return 0, err
+		}
 	}
 	n := 0
 	for i, seg := range segs {
@@ -66,7 +80,7 @@ func (r *Reader) Next(until uint64, fn func(loc uint64, rec []byte) error) (int,
 			}
 			r.seg, r.off = seg.first, 0
 		}
-		data, err := r.read(seg.path)
+		data, err := r.read(seg)
 		if err != nil {
 			return n, err
 		}
@@ -108,9 +122,9 @@ func (r *Reader) Next(until uint64, fn func(loc uint64, rec []byte) error) (int,
 
 // read returns the contents of the file at path in a buffer reused across
 // segments.
-func (r *Reader) read(path string) ([]byte, error) {
+func (r *Reader) read(seg segment) ([]byte, error) {
 	s := scanner{buf: r.buf}
-	data, err := s.read(path)
+	data, err := s.read(seg)
 	r.buf = s.buf
 	return data, err
 }

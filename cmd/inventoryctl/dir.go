@@ -16,6 +16,11 @@ import (
 type dataDir struct {
 	path   string
 	shards int
+	// archive is the directory of the shards' archived log segments
+	// (inventoryd --archive-dir), "" for none; archiveFrom says where it
+	// came from: "--archive-dir" or "the manifest".
+	archive     string
+	archiveFrom string
 	// holder is the PID of the process holding the directory's lock, 0
 	// when none does.
 	holder int
@@ -23,8 +28,9 @@ type dataDir struct {
 	tails []wal.Tail
 }
 
-// flags returns a flag set for command name with the --data-dir flag.
-func flags(name string, stderr io.Writer, dir *string) *flag.FlagSet {
+// flags returns a flag set for command name with the --data-dir and
+// --archive-dir flags.
+func flags(name string, stderr io.Writer, dir, archive *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("inventoryctl "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	def := os.Getenv("INVENTORY_DATA_DIR")
@@ -32,6 +38,7 @@ func flags(name string, stderr io.Writer, dir *string) *flag.FlagSet {
 		def = "./data"
 	}
 	fs.StringVar(dir, "data-dir", def, "data directory (INVENTORY_DATA_DIR)")
+	fs.StringVar(archive, "archive-dir", os.Getenv("INVENTORY_ARCHIVE_DIR"), "directory of the archived log segments, inventoryd's --archive-dir (INVENTORY_ARCHIVE_DIR); default: the one the manifest records")
 	return fs
 }
 
@@ -52,8 +59,9 @@ func parseFlags(fs *flag.FlagSet, args []string) int {
 }
 
 // openDataDir reads dir's manifest and who holds its lock. It writes
-// nothing.
-func openDataDir(dir string) (*dataDir, error) {
+// nothing. archive is the archive directory given ("" : the one the
+// manifest records, if any): its segments are read before the live ones.
+func openDataDir(dir, archive string) (*dataDir, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return nil, err
@@ -68,7 +76,13 @@ func openDataDir(dir string) (*dataDir, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s has no %s: not a data directory", dir, shard.ManifestName)
 	}
-	d := &dataDir{path: dir, shards: n, tails: make([]wal.Tail, n)}
+	d := &dataDir{path: dir, shards: n, tails: make([]wal.Tail, n), archive: archive, archiveFrom: "--archive-dir"}
+	if archive == "" {
+		if d.archive, err = shard.ManifestArchiveDir(dir); err != nil {
+			return nil, err
+		}
+		d.archiveFrom = "the manifest"
+	}
 	if pid, held, err := shard.LockHolder(dir); err == nil && held {
 		d.holder = pid
 	}
@@ -80,11 +94,30 @@ func (d *dataDir) note(w io.Writer) {
 	if d.holder != 0 {
 		fmt.Fprintf(w, "inventoryctl: %s is in use by process %d: reading each shard's log up to its last whole block\n", d.path, d.holder)
 	}
+	if d.archive != "" {
+		fmt.Fprintf(w, "inventoryctl: reading archived log segments in %s (from %s) before the data directory's\n", d.archive, d.archiveFrom)
+	}
+}
+
+// shardArchive returns shard i's archive directory, "" for none.
+func (d *dataDir) shardArchive(i int) string {
+	if d.archive == "" {
+		return ""
+	}
+	return shard.ShardDir(d.archive, i)
+}
+
+// reader returns a read-only reader of shard i's log, archive first.
+func (d *dataDir) reader(i int) *wal.Reader {
+	if d.archive == "" {
+		return wal.NewReader(shard.ShardDir(d.path, i))
+	}
+	return wal.NewReaderWithArchive(shard.ShardDir(d.path, i), d.shardArchive(i))
 }
 
 // read is a shard.ReadLog over the directory's logs, read-only.
 func (d *dataDir) read(i int, fn func(loc uint64, rec []byte) error) error {
-	r := wal.NewReader(shard.ShardDir(d.path, i))
+	r := d.reader(i)
 	_, err := r.Next(0, fn)
 	d.tails[i] = r.Tail()
 	return err

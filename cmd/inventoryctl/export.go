@@ -71,8 +71,8 @@ func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 // ends that shard's lines there; the other shards are still exported, and
 // the export ends with status 1 and the problem on stderr.
 func export(args []string, stdout, stderr io.Writer) int {
-	var dir, format, product, from, to string
-	fs := flags("export", stderr, &dir)
+	var dir, archive, format, product, from, to string
+	fs := flags("export", stderr, &dir, &archive)
 	fs.StringVar(&format, "format", "jsonl", "jsonl or csv")
 	fs.StringVar(&product, "product", "", "export only this product's entries")
 	fs.StringVar(&from, "from", "", "export only entries created at or after this RFC 3339 time")
@@ -98,7 +98,7 @@ func export(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "inventoryctl export: %v\n", err)
 		return exitUsage
 	}
-	d, err := openDataDir(dir)
+	d, err := openDataDir(dir, archive)
 	if err != nil {
 		fmt.Fprintf(stderr, "inventoryctl export: %v\n", err)
 		return exitProblem

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -8,7 +9,6 @@ import (
 	"time"
 
 	"github.com/inventory-ledger/inventory/shard"
-	"github.com/inventory-ledger/inventory/wal"
 )
 
 // inspect describes a data directory: its shard count, whether a process
@@ -18,12 +18,12 @@ import (
 // record (checking checksums) but replays nothing, so it is fast and
 // reports no invariant: that is verify's job. A corrupt log is status 1.
 func inspect(args []string, stdout, stderr io.Writer) int {
-	var dir string
-	fs := flags("inspect", stderr, &dir)
+	var dir, archive string
+	fs := flags("inspect", stderr, &dir, &archive)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	d, err := openDataDir(dir)
+	d, err := openDataDir(dir, archive)
 	if err != nil {
 		fmt.Fprintf(stderr, "inventoryctl inspect: %v\n", err)
 		return exitProblem
@@ -33,6 +33,9 @@ func inspect(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "in use by process %d (logs read up to their last whole block)\n", d.holder)
 	} else {
 		fmt.Fprintln(stdout, "not in use")
+	}
+	if d.archive != "" {
+		fmt.Fprintf(stdout, "archived log segments in %s (from %s)\n", d.archive, d.archiveFrom)
 	}
 	status := exitOK
 	for i := range d.shards {
@@ -44,9 +47,21 @@ func inspect(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		fmt.Fprintf(stdout, "shard %d: %d segments, %d bytes (smallest %d, largest %d)\n", i, segs, bytes, smallest, largest)
+		if ad := d.shardArchive(i); ad != "" {
+			segs, bytes, _, _, err := segmentSizes(ad)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				fmt.Fprintf(stdout, "  archive %s: none\n", ad)
+			case err != nil:
+				fmt.Fprintf(stdout, "  archive %s: %v\n", ad, err)
+				status = exitProblem
+			default:
+				fmt.Fprintf(stdout, "  archive %s: %d segments, %d bytes\n", ad, segs, bytes)
+			}
+		}
 		var entries, txRecs int64
 		var first, last []byte
-		r := wal.NewReader(sd)
+		r := d.reader(i)
 		_, err = r.Next(0, func(_ uint64, rec []byte) error {
 			if !shard.IsEntryRecord(rec) {
 				txRecs++

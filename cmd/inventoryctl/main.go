@@ -7,6 +7,11 @@
 //	inventoryctl inspect [--data-dir DIR]
 //	inventoryctl snapshot [--data-dir DIR]   write every shard's snapshot now
 //
+// Every command also takes --archive-dir (INVENTORY_ARCHIVE_DIR): the
+// directory inventoryd's --archive-dir moved old log segments to, read
+// before the data directory's; without it, the one the manifest records.
+// A log missing its first segments is refused, naming them.
+//
 // Every command but snapshot only reads: none takes the directory's lock,
 // writes, repairs or creates anything, so each may run beside an
 // inventoryd that holds the directory. It then reads each shard's log up to its last whole
@@ -75,5 +80,6 @@ func usage(w io.Writer) {
 	slices.Sort(names)
 	fmt.Fprintf(w, "Usage: inventoryctl <command> [flags]\n\nCommands: %s\n"+
 		"Run inventoryctl <command> -h for its flags. Every command reads --data-dir\n"+
-		"(default ./data, or INVENTORY_DATA_DIR).\n", strings.Join(names, ", "))
+		"(default ./data, or INVENTORY_DATA_DIR) and --archive-dir (INVENTORY_ARCHIVE_DIR;\n"+
+		"default: the archive directory the manifest records, if any).\n", strings.Join(names, ", "))
 }

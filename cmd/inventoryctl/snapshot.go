@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/inventory-ledger/inventory/shard"
@@ -23,6 +24,7 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("data-dir", "./data", "data directory of a stopped inventoryd")
 	retention := fs.Duration("retention", shard.RetentionDefault, "idempotency key retention: give inventoryd's --retention, or keys it still needs are left out")
 	segment := fs.Int("segment-bytes", 4<<20, "WAL segment file size: inventoryd's --segment-bytes")
+	archive := fs.String("archive-dir", os.Getenv("INVENTORY_ARCHIVE_DIR"), "inventoryd's --archive-dir (INVENTORY_ARCHIVE_DIR); default: the one the manifest records. Segments the new snapshots no longer need move there, as inventoryd moves them")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: inventoryctl snapshot [flags]\n\nWrites a snapshot of each shard of a data directory that no inventoryd holds,\nif its journal has entries past the newest snapshot. Writes.\n\n")
 		fs.PrintDefaults()
@@ -34,14 +36,14 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "inventoryctl snapshot: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if err := snapshotDir(*dir, *retention, *segment, stdout, stderr); err != nil {
+	if err := snapshotDir(*dir, *archive, *retention, *segment, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "inventoryctl snapshot: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func snapshotDir(dir string, retention time.Duration, segment int, out, errOut io.Writer) error {
+func snapshotDir(dir, archive string, retention time.Duration, segment int, out, errOut io.Writer) error {
 	shards, ok, err := shard.ManifestShards(dir)
 	if err != nil {
 		return err
@@ -64,8 +66,17 @@ func snapshotDir(dir string, retention time.Duration, segment int, out, errOut i
 			before[i] = infos[0].Loc
 		}
 	}
+	if archive == "" {
+		if archive, err = shard.ManifestArchiveDir(dir); err != nil {
+			return err
+		}
+	}
 	openAfter := func(i int, after uint64, replay func(uint64, []byte) error) (shard.Journal, error) {
-		l, _, err := wal.OpenAfter(shard.ShardDir(dir, i), opts, after, replay)
+		o := opts
+		if archive != "" {
+			o.ArchiveDir = shard.ShardDir(archive, i)
+		}
+		l, _, err := wal.OpenAfter(shard.ShardDir(dir, i), o, after, replay)
 		if err != nil {
 			return nil, err
 		}

@@ -31,8 +31,8 @@ var stockColumns = []string{"product_id", "on_hand", "reserved", "available", "v
 // along them. Products without an entry by then are left out; for
 // --product that is status 1. Lines are sorted by product id.
 func stock(args []string, stdout, stderr io.Writer) int {
-	var dir, asOf, product, format string
-	fs := flags("stock", stderr, &dir)
+	var dir, archive, asOf, product, format string
+	fs := flags("stock", stderr, &dir, &archive)
 	fs.StringVar(&asOf, "as-of", "", "an RFC 3339 time; default: now (every entry)")
 	fs.StringVar(&product, "product", "", "only this product")
 	fs.StringVar(&format, "format", "jsonl", "jsonl or csv")
@@ -51,7 +51,7 @@ func stock(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "inventoryctl stock: %v\n", err)
 		return exitUsage
 	}
-	d, err := openDataDir(dir)
+	d, err := openDataDir(dir, archive)
 	if err != nil {
 		fmt.Fprintf(stderr, "inventoryctl stock: %v\n", err)
 		return exitProblem

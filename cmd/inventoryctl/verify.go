@@ -36,9 +36,9 @@ import (
 // but is not a problem: nothing in it was acknowledged, and the service cuts
 // it at its next start.
 func verify(args []string, stdout, stderr io.Writer) int {
-	var dir string
+	var dir, archive string
 	var retention time.Duration
-	fs := flags("verify", stderr, &dir)
+	fs := flags("verify", stderr, &dir, &archive)
 	fs.DurationVar(&retention, "retention", shard.RetentionDefault, "the service's --retention: a key applied twice on a product within it is a problem")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -47,7 +47,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "inventoryctl verify: --retention must be at least 1s, got %s\n", retention)
 		return exitUsage
 	}
-	d, err := openDataDir(dir)
+	d, err := openDataDir(dir, archive)
 	if err != nil {
 		fmt.Fprintf(stderr, "inventoryctl verify: %v\n", err)
 		return exitProblem

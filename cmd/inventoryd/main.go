@@ -55,10 +55,13 @@ type Config struct {
 	Addr      string
 	AdminAddr string
 	DataDir   string
-	LogFormat string
-	LogLevel  string
-	Engine    shard.Config
-	WAL       wal.Options
+	// ArchiveDir, if not empty, receives each shard's old sealed log
+	// segments after a snapshot (DIR/shard-NNNN); the log reads them there.
+	ArchiveDir string
+	LogFormat  string
+	LogLevel   string
+	Engine     shard.Config
+	WAL        wal.Options
 
 	// HTTP server timeouts: they bound slow or idle clients.
 	ReadHeaderTimeout time.Duration
@@ -122,6 +125,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "address the HTTP API listens on")
 	fs.StringVar(&c.AdminAddr, "admin-addr", "", "address for pprof (/debug/pprof/); empty: off")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the manifest and the shards' WALs")
+	fs.StringVar(&c.ArchiveDir, "archive-dir", "", "move each shard's sealed WAL segments older than its oldest kept snapshot to DIR/shard-NNNN after a snapshot (history keeps reading them there); empty: off")
 	fs.IntVar(&c.Engine.Shards, "shards", shard.ShardsDefault, "shards, fixed when the data directory is created; not given, an existing directory's count")
 	fs.DurationVar(&c.Engine.TxTimeout, "tx-timeout", shard.TxTimeoutDefault, "longest an atomic batch spanning shards waits for a shard to make its part durable, or for products other batches hold")
 	fs.DurationVar(&c.Engine.Retention, "retention", shard.RetentionDefault, "how long idempotency keys are remembered (at least)")
@@ -274,6 +278,9 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir must not be empty"))
 	}
+	if err := c.checkArchiveDir(); err != nil {
+		errs = append(errs, err)
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
@@ -360,6 +367,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err := shard.PrepareDir(cfg.DataDir, cfg.Engine.Shards); err != nil {
 		return err
 	}
+	if err := prepareArchive(&cfg, log); err != nil {
+		return err
+	}
 	repairs := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "inventory_wal_repairs_total",
 		Help: "Torn WAL tails cut back to the last whole record at start-up.",
@@ -369,9 +379,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	// A shard's journal is read from the record its newest snapshot ends
 	// with (0: from the start).
 	cfg.Engine.OpenAfter = func(i int, after uint64, replay func(uint64, []byte) error) (shard.Journal, error) {
-		l, rep, err := wal.OpenAfter(shard.ShardDir(cfg.DataDir, i), cfg.WAL, after, replay)
+		l, rep, err := wal.OpenAfter(shard.ShardDir(cfg.DataDir, i), cfg.shardWAL(i), after, replay)
 		if err != nil {
 			return nil, err
+		}
+		if rep.ArchiveCleaned > 0 {
+			log.Warn("wal archive cleaned up after an interrupted move", "shard", i, "files_removed", rep.ArchiveCleaned)
 		}
 		if rep.Repaired {
 			repairs.Inc()
@@ -421,7 +434,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	log.Info("starting", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "shards", cfg.Engine.Shards,
 		"retention", cfg.Engine.Retention.String(), "max_conns", conns, "rlimit_nofile", nofile,
-		"tls", cert != nil, "access_control", auth != nil)
+		"tls", cert != nil, "access_control", auth != nil, "archive_dir", cfg.ArchiveDir)
 	if auth != nil {
 		log.Info("access control on", "keys_file", cfg.KeysFile, "principals", auth.Keys().Len(), "metrics_open", cfg.MetricsOpen)
 	}

@@ -18,10 +18,15 @@ const (
 )
 
 // newReconciler returns the reconciler of engine, which reads each shard's
-// log beside it with a wal.Reader.
+// log beside it with a wal.Reader (over its archive too, if any).
 func newReconciler(cfg *Config, engine *shard.Engine, log *slog.Logger) (*shard.Reconciler, error) {
 	return shard.NewReconciler(engine, shard.ReconcilerConfig{
-		OpenLog:    func(i int) shard.LogCursor { return wal.NewReader(shard.ShardDir(cfg.DataDir, i)) },
+		OpenLog: func(i int) shard.LogCursor {
+			if cfg.ArchiveDir != "" {
+				return wal.NewReaderWithArchive(shard.ShardDir(cfg.DataDir, i), shard.ShardDir(cfg.ArchiveDir, i))
+			}
+			return wal.NewReader(shard.ShardDir(cfg.DataDir, i))
+		},
 		Logger:     log,
 		Registerer: cfg.Engine.Registerer,
 	})

@@ -32,6 +32,9 @@ type Journal struct {
 	failed  error    // set by the Write that failed; every later Write returns it
 	hold    *hold
 	closed  bool
+
+	archived   []uint64 // the locs Archive was called with
+	archiveErr error    // what Archive returns, set by FailArchive
 }
 
 // Fault describes a Write that fails, for Fail.
@@ -345,4 +348,28 @@ func (c *Cursor) Next(until uint64, fn func(loc uint64, rec []byte) error) (int,
 		}
 	}
 	return n, nil
+}
+
+// Archive records a call of shard.Archiver's method: the journal keeps
+// every record where it is (it has no segments), so it moves nothing. It
+// returns the error FailArchive armed, if any.
+func (j *Journal) Archive(loc uint64) (segments int, bytes int64, err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.archived = append(j.archived, loc)
+	return 0, 0, j.archiveErr
+}
+
+// Archived returns the locs Archive was called with, in order.
+func (j *Journal) Archived() []uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]uint64(nil), j.archived...)
+}
+
+// FailArchive makes every later Archive return err (nil: succeed).
+func (j *Journal) FailArchive(err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.archiveErr = err
 }

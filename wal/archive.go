@@ -1,0 +1,381 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+)
+
+// Archive directories. A log may keep its older sealed segments in a second
+// directory, Options.ArchiveDir (a slow, cheap disk, say), under the same
+// file names. The log is then the archive's segments followed by the live
+// directory's, contiguous from index 1 across both: Open, OpenAfter, Read,
+// ReadMany and a Reader made with NewReaderWithArchive all read both, and a
+// gap between them is corruption like any other.
+//
+// Archive moves segments one at a time, crash-safely:
+//
+//  1. copy the segment to NAME.tmp in the archive, and fsync it;
+//  2. rename it to NAME, and fsync the archive directory;
+//  3. remove NAME from the live directory, and fsync it.
+//
+// A crash at any step leaves the segment whole in at least one directory.
+// Open, as the log's owner, cleans up what a crash left once it has found
+// the log sound (a corrupt log is left as it is): a NAME.tmp in the
+// archive is removed, and a segment in both directories is checked to be
+// the same bytes in both and then removed from the archive (the live copy
+// is kept; the next Archive moves it again). Two copies that differ are
+// corruption, reported and left alone. A Reader, which never writes, reads
+// the live copy of a segment found in both, and ignores temporary files.
+//
+// A log whose first segment does not start at index 1 is missing its
+// oldest segments: Open and Reader refuse it with a *MissingError, never
+// replaying a ledger that begins mid-way.
+
+// archiveTmpSuffix marks a segment being copied into the archive.
+const archiveTmpSuffix = ".tmp"
+
+// The steps of moving one segment, in order, for fault tests (archiveStep).
+const (
+	stepCopy        = "copy"
+	stepSyncCopy    = "fsync-copy"
+	stepRename      = "rename"
+	stepSyncArchive = "fsync-archive"
+	stepRemove      = "remove"
+	stepSyncLive    = "fsync-live"
+)
+
+// archiveFaults, when set by a test, is called before each step of a move;
+// an error stops Archive there, as a crash would, leaving the files as they
+// are.
+var archiveFaults atomic.Pointer[func(step, name string) error]
+
+func archiveStep(step, name string) error {
+	if f := archiveFaults.Load(); f != nil {
+		return (*f)(step, name)
+	}
+	return nil
+}
+
+// MissingError reports a log whose segments do not start at index 1: its
+// older segments were moved to an archive directory that was not given (or
+// does not hold them), or were deleted. It is a kind of corruption: it
+// unwraps to a *CorruptError naming the first segment found.
+type MissingError struct {
+	Dir     string // the live directory
+	Archive string // the archive directory given, "" for none
+	First   uint64 // index of the first segment found
+	Segment string // its path
+}
+
+// Unwrap returns the corruption as a *CorruptError.
+func (e *MissingError) Unwrap() error {
+	return &CorruptError{Segment: e.Segment, Reason: fmt.Sprintf("segment starts at index %d, want 1", e.First)}
+}
+
+// Error names the blocks missing and where they were looked for.
+func (e *MissingError) Error() string {
+	where := "no archive directory was given"
+	if e.Archive != "" {
+		where = fmt.Sprintf("the archive directory %s does not hold them", e.Archive)
+	}
+	return fmt.Sprintf("wal: %s: the log's first segment starts at block %d: the segments holding blocks 1 to %d (files %s up to the one before %s) are missing, and %s",
+		e.Dir, e.First, e.First-1, segmentName(1), segmentName(e.First), where)
+}
+
+// listLog returns the segments of the log in dir with archive (may be ""),
+// in index order, each from the live directory if it is in both. dups are
+// the archive's copies of segments also in the live directory, with alt
+// set to the live copy's path.
+func listLog(dir, archive string) (segs, dups []segment, err error) {
+	live, err := listSegments(dir)
+	if err != nil || archive == "" {
+		return live, nil, err
+	}
+	arch, err := listSegments(archive)
+	if errors.Is(err, fs.ErrNotExist) {
+		arch, err = nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range live {
+		live[i].alt = filepath.Join(archive, filepath.Base(live[i].path))
+	}
+	// Merge two sorted lists; the live copy wins a tie.
+	segs = make([]segment, 0, len(live)+len(arch))
+	i, j := 0, 0
+	for i < len(live) || j < len(arch) {
+		switch {
+		case j == len(arch) || (i < len(live) && live[i].first < arch[j].first):
+			segs = append(segs, live[i])
+			i++
+		case i == len(live) || arch[j].first < live[i].first:
+			a := arch[j]
+			a.archived = true
+			segs = append(segs, a)
+			j++
+		default:
+			d := arch[j]
+			d.alt = live[i].path
+			dups = append(dups, d)
+			segs = append(segs, live[i])
+			i++
+			j++
+		}
+	}
+	if len(segs) > 0 && segs[len(segs)-1].archived {
+		return nil, nil, &CorruptError{Segment: segs[len(segs)-1].path,
+			Reason: fmt.Sprintf("the archive holds the log's last segment, but the live directory %s holds none after it", dir)}
+	}
+	return segs, dups, nil
+}
+
+// checkFirst reports a log whose first segment is not index 1.
+func checkFirst(segs []segment, dir, archive string) error {
+	if len(segs) > 0 && segs[0].first != 1 {
+		return &MissingError{Dir: dir, Archive: archive, First: segs[0].first, Segment: segs[0].path}
+	}
+	return nil
+}
+
+// cleanArchive removes what an interrupted Archive left in archive:
+// temporary copies, and the archive's copies of segments still in the live
+// directory. It first checks that every such copy holds the same bytes as
+// the live one, and removes nothing if one differs (corruption). It
+// returns how many files it removed. Called by Open only.
+func cleanArchive(archive string, dups []segment) (int, error) {
+	for _, d := range dups {
+		same, err := sameFile(d.alt, d.path)
+		if err != nil {
+			return 0, fmt.Errorf("wal: clean archive: %w", err)
+		}
+		if !same {
+			return 0, &CorruptError{Segment: d.path, Reason: fmt.Sprintf("the segment is in both the archive and %s, with different contents", d.alt)}
+		}
+	}
+	ents, err := os.ReadDir(archive)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("wal: clean archive: %w", err)
+	}
+	var remove []string
+	for _, e := range ents {
+		name := e.Name()
+		if len(name) == segmentNameBytes+len(archiveTmpSuffix) && strings.HasSuffix(name, archiveTmpSuffix) {
+			remove = append(remove, filepath.Join(archive, name))
+		}
+	}
+	for _, d := range dups {
+		remove = append(remove, d.path)
+	}
+	for i, path := range remove {
+		if err := os.Remove(path); err != nil {
+			return i, fmt.Errorf("wal: clean archive: %w", err)
+		}
+	}
+	if len(remove) > 0 {
+		if err := syncDir(archive); err != nil {
+			return len(remove), fmt.Errorf("wal: clean archive: %w", err)
+		}
+	}
+	return len(remove), nil
+}
+
+// sameFile reports whether the files at a and b hold the same bytes.
+func sameFile(a, b string) (bool, error) {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	if fa.Size() != fb.Size() {
+		return false, nil
+	}
+	da, err := os.ReadFile(a)
+	if err != nil {
+		return false, err
+	}
+	db, err := os.ReadFile(b)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(da, db), nil
+}
+
+// openSegment opens seg's file, or its other copy if it moved meanwhile
+// (an Archive running beside a reader).
+func openSegment(seg segment) (*os.File, error) {
+	f, err := os.Open(seg.path)
+	if err != nil && seg.alt != "" && errors.Is(err, fs.ErrNotExist) {
+		if f, err2 := os.Open(seg.alt); err2 == nil {
+			return f, nil
+		}
+	}
+	return f, err
+}
+
+// ArchiveDir returns the archive directory, "" when the log has none.
+func (l *Log) ArchiveDir() string { return l.opts.ArchiveDir }
+
+// Archive moves to the archive directory the sealed segments whose records
+// all lie before the record at loc: those before the segment holding it,
+// which OpenAfter(loc) would skip. The segment being written is never
+// moved, as loc is a record already written. Without an archive directory
+// it does nothing.
+//
+// Archive may run on any one goroutine at a time, beside Commit (it never
+// touches the segment being written nor tidwall's state) and Read (which
+// finds a moved segment in the archive), but not after Close. A failure
+// leaves every segment readable in at least one directory and the Log
+// usable; Open cleans up after it.
+func (l *Log) Archive(loc uint64) (segments int, bytes int64, err error) {
+	archive := l.opts.ArchiveDir
+	if archive == "" {
+		return 0, 0, nil
+	}
+	segs, err := listSegments(l.dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	upto, _ := splitLoc(loc)
+	var move []segment
+	for i := 0; i+1 < len(segs) && segs[i+1].first <= upto; i++ {
+		move = append(move, segs[i])
+	}
+	if len(move) == 0 {
+		return 0, 0, nil
+	}
+	if err := makeDirAll(archive); err != nil {
+		return 0, 0, fmt.Errorf("wal: archive: %w", err)
+	}
+	for _, seg := range move {
+		n, err := moveSegment(seg.path, archive)
+		if err != nil {
+			return segments, bytes, fmt.Errorf("wal: archive %s: %w", seg.path, err)
+		}
+		segments++
+		bytes += n
+	}
+	return segments, bytes, nil
+}
+
+// moveSegment moves the file at path into dir with the steps of the
+// package's archive contract, and returns its size.
+func moveSegment(path, dir string) (int64, error) {
+	name := filepath.Base(path)
+	final := filepath.Join(dir, name)
+	tmp := final + archiveTmpSuffix
+	if err := archiveStep(stepCopy, name); err != nil {
+		return 0, err
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	st, err := src.Stat()
+	if err != nil {
+		return 0, err
+	}
+	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, filePerms)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(dst, src)
+	if err == nil && n != st.Size() {
+		err = fmt.Errorf("copied %d bytes of %d", n, st.Size())
+	}
+	if err == nil {
+		err = archiveStep(stepSyncCopy, name)
+	}
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := archiveStep(stepRename, name); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return 0, err
+	}
+	if err := archiveStep(stepSyncArchive, name); err != nil {
+		return 0, err
+	}
+	if err := syncDir(dir); err != nil {
+		return 0, err
+	}
+	if err := archiveStep(stepRemove, name); err != nil {
+		return 0, err
+	}
+	if err := os.Remove(path); err != nil {
+		return 0, err
+	}
+	if err := archiveStep(stepSyncLive, name); err != nil {
+		return 0, err
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// makeDirAll creates dir and any missing parents, fsyncing the parent of
+// each directory it creates, so that the new entries are durable.
+func makeDirAll(dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], dirPerms); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := syncDir(filepath.Dir(missing[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckHead reports a *MissingError if the log in dir, with its archive
+// (may be ""), does not start at index 1, and any error listing them. It
+// reads no segment: a start checks it before a long replay.
+func CheckHead(dir, archive string) error {
+	segs, _, err := listLog(dir, archive)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a new log
+	}
+	if err != nil {
+		return err
+	}
+	return checkFirst(segs, dir, archive)
+}
