@@ -98,6 +98,9 @@ func listLog(dir, archive string) (segs, dups []segment, err error) {
 	if err != nil || archive == "" {
 		return live, nil, err
 	}
+	if err := checkDistinct(dir, archive); err != nil {
+		return nil, nil, err
+	}
 	arch, err := listSegments(archive)
 	if errors.Is(err, fs.ErrNotExist) {
 		arch, err = nil, nil
@@ -152,6 +155,12 @@ func checkFirst(segs []segment, dir, archive string) error {
 // returns how many files it removed. Called by Open only.
 func cleanArchive(archive string, dups []segment) (int, error) {
 	for _, d := range dups {
+		if one, err := oneFile(d.alt, d.path); err != nil || one {
+			if err == nil {
+				err = &CorruptError{Segment: d.path, Reason: fmt.Sprintf("the archive's copy is the live file %s itself (a link)", d.alt)}
+			}
+			return 0, fmt.Errorf("wal: clean archive: %w", err)
+		}
 		same, err := sameFile(d.alt, d.path)
 		if err != nil {
 			return 0, fmt.Errorf("wal: clean archive: %w", err)
@@ -214,6 +223,38 @@ func sameFile(a, b string) (bool, error) {
 	return bytes.Equal(da, db), nil
 }
 
+// oneFile reports whether the paths a and b name one file (hard links,
+// or one directory under two names).
+func oneFile(a, b string) (bool, error) {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(fa, fb), nil
+}
+
+// checkDistinct refuses an archive directory that is the live directory
+// dir under another name (a symbolic link, a bind mount): every segment
+// would be "in both", and moving or cleaning one would delete it. A
+// missing archive is distinct.
+func checkDistinct(dir, archive string) error {
+	one, err := oneFile(dir, archive)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	if one {
+		return fmt.Errorf("wal: the archive directory %s is the log's own directory %s", archive, dir)
+	}
+	return nil
+}
+
 // openSegment opens seg's file, or its other copy if it moved meanwhile
 // (an Archive running beside a reader).
 func openSegment(seg segment) (*os.File, error) {
@@ -257,8 +298,11 @@ func (l *Log) Archive(loc uint64) (segments int, bytes int64, err error) {
 	if len(move) == 0 {
 		return 0, 0, nil
 	}
-	if err := makeDirAll(archive); err != nil {
+	if err := makeArchiveDir(archive); err != nil {
 		return 0, 0, fmt.Errorf("wal: archive: %w", err)
+	}
+	if err := checkDistinct(l.dir, archive); err != nil {
+		return 0, 0, err
 	}
 	for _, seg := range move {
 		n, err := moveSegment(seg.path, archive)
@@ -279,6 +323,12 @@ func moveSegment(path, dir string) (int64, error) {
 	tmp := final + archiveTmpSuffix
 	if err := archiveStep(stepCopy, name); err != nil {
 		return 0, err
+	}
+	switch n, err := archived(path, final); {
+	case err != nil:
+		return 0, err
+	case n >= 0: // a move interrupted after its copy: finish it
+		return n, removeLive(path, name)
 	}
 	src, err := os.Open(path)
 	if err != nil {
@@ -312,7 +362,21 @@ func moveSegment(path, dir string) (int64, error) {
 	if err := archiveStep(stepRename, name); err != nil {
 		return 0, err
 	}
-	if err := os.Rename(tmp, final); err != nil {
+	// A link, unlike a rename, never replaces a file already there: two
+	// logs given one archive directory must not overwrite each other.
+	if err := os.Link(tmp, final); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			// A file system without hard links: check, then rename.
+			if _, err := os.Lstat(final); !errors.Is(err, fs.ErrNotExist) {
+				return 0, existing(final, path, err)
+			}
+			if err := os.Rename(tmp, final); err != nil {
+				return 0, err
+			}
+		} else {
+			return 0, existing(final, path, nil)
+		}
+	} else if err := os.Remove(tmp); err != nil {
 		return 0, err
 	}
 	if err := archiveStep(stepSyncArchive, name); err != nil {
@@ -321,49 +385,84 @@ func moveSegment(path, dir string) (int64, error) {
 	if err := syncDir(dir); err != nil {
 		return 0, err
 	}
-	if err := archiveStep(stepRemove, name); err != nil {
-		return 0, err
-	}
-	if err := os.Remove(path); err != nil {
-		return 0, err
-	}
-	if err := archiveStep(stepSyncLive, name); err != nil {
-		return 0, err
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return 0, err
-	}
-	return n, nil
+	return n, removeLive(path, name)
 }
 
-// makeDirAll creates dir and any missing parents, fsyncing the parent of
-// each directory it creates, so that the new entries are durable.
-func makeDirAll(dir string) error {
-	dir, err := filepath.Abs(dir)
+// removeLive removes the live copy of a segment whose archived copy is
+// durable, and makes the removal durable.
+func removeLive(path, name string) error {
+	if err := archiveStep(stepRemove, name); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	if err := archiveStep(stepSyncLive, name); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// archived returns the size of final, the archive's copy of the live
+// segment at path, if it is there already with the same bytes (a move
+// interrupted after its copy, which Open had not cleaned up yet), and -1
+// if there is none. A different file there, or the live file itself under
+// another name, is an error: the archive directory holds another log's
+// segments, and nothing may be replaced or removed.
+func archived(path, final string) (int64, error) {
+	fi, err := os.Stat(final)
+	if errors.Is(err, fs.ErrNotExist) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := existing(final, path, nil); err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// existing checks the file found at final, where a move of the live
+// segment at path would put its copy: nil if it is a separate file with
+// the same bytes, else a *CorruptError. statErr is the error of looking
+// final up, if that failed.
+func existing(final, path string, statErr error) error {
+	if statErr != nil {
+		return statErr
+	}
+	one, err := oneFile(final, path)
 	if err != nil {
 		return err
 	}
-	var missing []string
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(d); err == nil {
-			break
-		} else if !errors.Is(err, fs.ErrNotExist) {
+	same := false
+	if !one {
+		if same, err = sameFile(final, path); err != nil {
 			return err
-		}
-		missing = append(missing, d)
-		if filepath.Dir(d) == d {
-			break
 		}
 	}
-	for i := len(missing) - 1; i >= 0; i-- {
-		if err := os.Mkdir(missing[i], dirPerms); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		if err := syncDir(filepath.Dir(missing[i])); err != nil {
-			return err
-		}
+	if one || !same {
+		return &CorruptError{Segment: final, Reason: fmt.Sprintf("the archive already holds a segment of this name that is not a copy of %s: is the archive directory another log's?", path)}
 	}
 	return nil
+}
+
+// makeArchiveDir creates the archive directory dir if it is missing, and
+// makes the new entry durable. Its parent must exist: an archive disk that
+// is not mounted must fail the move, not fill the disk under its mount
+// point.
+func makeArchiveDir(dir string) error {
+	err := os.Mkdir(dir, dirPerms)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("the archive directory's parent %s does not exist (is its disk mounted?)", filepath.Dir(dir))
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
 }
 
 // CheckHead reports a *MissingError if the log in dir, with its archive

@@ -56,7 +56,7 @@ func readerAll(dir, archive string) ([]rec, error) {
 // the archive. Without the archive, Open and Reader refuse the log with a
 // MissingError that names the missing blocks.
 func TestArchive(t *testing.T) {
-	dir, archive := t.TempDir(), filepath.Join(t.TempDir(), "a", "shard-0000")
+	dir, archive := t.TempDir(), filepath.Join(t.TempDir(), "shard-0000")
 	opts := Options{SegmentBytes: 1 << 10, ArchiveDir: archive}
 	l, all := archivedLog(t, dir, opts)
 	before := mustList(t, dir)
@@ -371,4 +371,81 @@ func mustListB(b *testing.B, dir string) []uint64 {
 		out = append(out, s.first)
 	}
 	return out
+}
+
+// TestArchiveRefusesItsOwnDirectory: an archive directory that is the live
+// directory under another name (a symbolic link) is refused by Open, by a
+// Reader and by Archive, and nothing is removed.
+func TestArchiveRefusesItsOwnDirectory(t *testing.T) {
+	dir := t.TempDir()
+	l, all := archivedLog(t, dir, Options{SegmentBytes: 1 << 10})
+	before := mustList(t, dir)
+	alias := filepath.Join(t.TempDir(), "alias")
+	if err := os.Symlink(dir, alias); err != nil {
+		t.Fatal(err)
+	}
+	l.opts.ArchiveDir = alias // as if it had been opened with it
+	if _, _, err := l.Archive(all[len(all)-1].loc); err == nil || !strings.Contains(err.Error(), "is the log's own directory") {
+		t.Errorf("Archive into its own directory: %v", err)
+	}
+	l.Close()
+	if _, _, err := Open(dir, Options{SegmentBytes: 1 << 10, ArchiveDir: alias}, nil); err == nil || !strings.Contains(err.Error(), "is the log's own directory") {
+		t.Errorf("Open with its own directory as the archive: %v", err)
+	}
+	if _, err := readerAll(dir, alias); err == nil {
+		t.Error("a Reader with its own directory as the archive: no error")
+	}
+	if got := mustList(t, dir); !slices.Equal(got, before) {
+		t.Fatalf("segments %v, want %v untouched", got, before)
+	}
+	_, _, got := openLog(t, dir, Options{SegmentBytes: 1 << 10})
+	sameRecs(t, got, all)
+}
+
+// TestArchiveNeverReplaces: two logs given one archive directory (a data
+// directory and a restored copy of it, say) do not overwrite each other's
+// segments: the second move fails as corruption and the first log's
+// history still reads.
+func TestArchiveNeverReplaces(t *testing.T) {
+	archive := filepath.Join(t.TempDir(), "shard-0000")
+	a, b := t.TempDir(), t.TempDir()
+	la, allA := archivedLog(t, a, Options{SegmentBytes: 1 << 10, ArchiveDir: archive})
+	defer la.Close()
+	rng := rand.New(rand.NewPCG(7, 7))
+	lb, _, _ := openLog(t, b, Options{SegmentBytes: 1 << 10, ArchiveDir: archive})
+	defer lb.Close()
+	var allB []rec
+	for range 60 {
+		allB = append(allB, commit(t, lb, genBlock(rng, 3, 50))...)
+	}
+	if n, _, err := la.Archive(allA[len(allA)-1].loc); err != nil || n == 0 {
+		t.Fatalf("first log's Archive: %d segments, %v", n, err)
+	}
+	liveB := mustList(t, b)
+	var ce *CorruptError
+	if _, _, err := lb.Archive(allB[len(allB)-1].loc); !errors.As(err, &ce) || !strings.Contains(err.Error(), "another log's") {
+		t.Fatalf("second log's Archive into the first's archive: %v, want a CorruptError", err)
+	}
+	if got := mustList(t, b); !slices.Equal(got, liveB) {
+		t.Errorf("second log's segments %v, want %v: nothing moved", got, liveB)
+	}
+	readAll(t, la, allA)
+	readAll(t, lb, allB)
+}
+
+// TestArchiveNeedsItsParent: an archive directory whose parent is missing
+// (its disk not mounted) fails the move; nothing moves.
+func TestArchiveNeedsItsParent(t *testing.T) {
+	dir := t.TempDir()
+	archive := filepath.Join(t.TempDir(), "unmounted", "shard-0000")
+	l, all := archivedLog(t, dir, Options{SegmentBytes: 1 << 10, ArchiveDir: archive})
+	defer l.Close()
+	before := mustList(t, dir)
+	if _, _, err := l.Archive(all[len(all)-1].loc); err == nil || !strings.Contains(err.Error(), "is its disk mounted") {
+		t.Errorf("Archive with the archive's parent missing: %v", err)
+	}
+	if got := mustList(t, dir); !slices.Equal(got, before) {
+		t.Errorf("segments %v, want %v", got, before)
+	}
+	readAll(t, l, all)
 }

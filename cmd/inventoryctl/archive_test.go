@@ -20,7 +20,7 @@ import (
 // the data and archive directories.
 func archivedDir(t *testing.T) (dir, arch string) {
 	t.Helper()
-	dir, arch = t.TempDir(), filepath.Join(t.TempDir(), "archive")
+	dir, arch = t.TempDir(), t.TempDir()
 	if err := shard.PrepareDir(dir, 2); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/inventory-ledger/inventory/shard"
@@ -47,6 +48,11 @@ func (c *Config) shardWAL(i int) wal.Options {
 // flag in the manifest. A log whose oldest segments are missing is refused
 // with the flag to give: the archive directory the manifest records.
 func prepareArchive(c *Config, log *slog.Logger) error {
+	if c.ArchiveDir != "" {
+		if err := checkArchiveRoot(c.ArchiveDir, c.DataDir); err != nil {
+			return err
+		}
+	}
 	recorded, err := shard.ManifestArchiveDir(c.DataDir)
 	if err != nil {
 		return err
@@ -70,6 +76,29 @@ func prepareArchive(c *Config, log *slog.Logger) error {
 	}
 	if changed {
 		log.Info("archive directory recorded in the manifest", "archive_dir", c.ArchiveDir, "was", recorded)
+	}
+	return nil
+}
+
+// checkArchiveRoot refuses an --archive-dir that does not exist (create
+// it, or mount its disk, first: the service never creates it, so that an
+// unmounted disk fails the start instead of filling the disk under its
+// mount point) or that is the data directory under another name (a
+// symbolic link, a bind mount), whose logs archiving would delete.
+func checkArchiveRoot(archive, data string) error {
+	fa, err := os.Stat(archive)
+	if err != nil {
+		return fmt.Errorf("--archive-dir: %w (create the directory, or mount its disk, first)", err)
+	}
+	if !fa.IsDir() {
+		return fmt.Errorf("--archive-dir %s is not a directory", archive)
+	}
+	fd, err := os.Stat(data)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if os.SameFile(fa, fd) {
+		return fmt.Errorf("--archive-dir %s is the data directory %s under another name", archive, data)
 	}
 	return nil
 }

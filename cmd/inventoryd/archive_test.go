@@ -54,7 +54,7 @@ var archivedMetric = regexp.MustCompile(`(?m)^inventory_wal_segments_archived_to
 // naming it; a start after a move interrupted by a crash cleans up.
 func TestArchive(t *testing.T) {
 	dir := t.TempDir()
-	arch := filepath.Join(t.TempDir(), "archive")
+	arch := t.TempDir()
 	base := []string{"--snapshot-entries", "1000", "--segment-bytes", "65536"}
 	var products []string
 	for i := range 20 {
@@ -248,7 +248,7 @@ func copyFile(t *testing.T, from, to string) {
 // archive directory the manifest records; the flag is recorded only once
 // the logs check out, so a wrong --archive-dir does not erase the record.
 func TestPrepareArchive(t *testing.T) {
-	dir, arch := t.TempDir(), filepath.Join(t.TempDir(), "archive")
+	dir, arch := t.TempDir(), t.TempDir()
 	if err := shard.PrepareDir(dir, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -292,6 +292,21 @@ func TestPrepareArchive(t *testing.T) {
 	err = prepareArchive(cfg(wrong), quiet)
 	if err == nil || !strings.Contains(err.Error(), "start with --archive-dir "+arch) || !strings.Contains(err.Error(), wrong) {
 		t.Errorf("a wrong archive directory: %v", err)
+	}
+	if got, _ := shard.ManifestArchiveDir(dir); got != arch {
+		t.Errorf("a refused start changed the record to %q", got)
+	}
+	// Never created, never the data directory under another name.
+	missing := filepath.Join(t.TempDir(), "unmounted")
+	if err := prepareArchive(cfg(missing), quiet); err == nil || !strings.Contains(err.Error(), "mount its disk") {
+		t.Errorf("a missing archive directory: %v", err)
+	}
+	alias := filepath.Join(t.TempDir(), "alias")
+	if err := os.Symlink(dir, alias); err != nil {
+		t.Fatal(err)
+	}
+	if err := prepareArchive(cfg(alias), quiet); err == nil || !strings.Contains(err.Error(), "under another name") {
+		t.Errorf("the data directory under another name: %v", err)
 	}
 	if got, _ := shard.ManifestArchiveDir(dir); got != arch {
 		t.Errorf("a refused start changed the record to %q", got)
