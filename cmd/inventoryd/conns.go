@@ -26,6 +26,7 @@ import (
 type connLimiter struct {
 	net.Listener
 	slots chan struct{}
+	epoch time.Time // idle marks count from here, on the monotonic clock
 
 	mu   sync.Mutex
 	open map[*limitedConn]struct{}
@@ -36,8 +37,12 @@ type connLimiter struct {
 const connShedPoll = 20 * time.Millisecond
 
 func newConnLimiter(ln net.Listener, max int) *connLimiter {
-	return &connLimiter{Listener: ln, slots: make(chan struct{}, max), open: make(map[*limitedConn]struct{})}
+	return &connLimiter{Listener: ln, slots: make(chan struct{}, max), epoch: time.Now(), open: make(map[*limitedConn]struct{})}
 }
+
+// now is an idle mark for this moment: never 0, which marks a connection
+// with a request in progress.
+func (l *connLimiter) now() int64 { return int64(time.Since(l.epoch)) + 1 }
 
 // Accept waits for a free slot, closing idle connections to make one, then
 // accepts.
@@ -62,7 +67,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	lc := &limitedConn{Conn: c, l: l}
-	lc.idleSince.Store(time.Now().UnixNano())
+	lc.idleSince.Store(l.now())
 	l.mu.Lock()
 	l.open[lc] = struct{}{}
 	l.mu.Unlock()
@@ -97,9 +102,9 @@ func (l *connLimiter) ConnState(c net.Conn, s http.ConnState) {
 	case http.StateNew:
 		outer := c // a copy: taking c's address would move it to the heap on every call
 		lc.outer.Store(&outer)
-		lc.idleSince.Store(time.Now().UnixNano())
+		lc.idleSince.Store(l.now())
 	case http.StateIdle:
-		lc.idleSince.Store(time.Now().UnixNano())
+		lc.idleSince.Store(l.now())
 	default:
 		lc.idleSince.Store(0)
 	}
@@ -121,7 +126,7 @@ type limitedConn struct {
 	l    *connLimiter
 	once sync.Once
 	// idleSince is when the connection was accepted or last became idle
-	// (Unix nanoseconds); 0 while a request is in progress, or once closed.
+	// (connLimiter.now); 0 while a request is in progress, or once closed.
 	idleSince atomic.Int64
 	// outer is the connection the http.Server serves: a TLS connection over
 	// this one, or this one; nil until the server has seen it.
