@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -546,6 +548,9 @@ func TestLongReplayWritesSnapshot(t *testing.T) {
 		if after := te.ledger(products, resvs); after != before {
 			t.Fatalf("limit %d:\n%s\nwant\n%s", limit, after, before)
 		}
+		if limit == 5 && len(infos) != 1 {
+			t.Errorf("limit %d: %d snapshots after the replay, want one, at its end", limit, len(infos))
+		}
 		for _, r := range resvs {
 			if _, err := te.Write(context.Background(), reserve(r[0], r[1], 1)); err == nil || err.Code != CodeReservationExists {
 				t.Fatalf("limit %d: reservation %v reused: %v", limit, r, err)
@@ -564,4 +569,150 @@ func allLocs(s *State, p *product) []uint64 {
 		panic(err)
 	}
 	return locs
+}
+
+// TestLongReplaySnapshotFails: when the snapshot that ends a long replay
+// cannot be written, the reservations the replay spilled come back to RAM:
+// reads and refusals are those of the log, and the next start (the disk
+// mended) writes the snapshot.
+func TestLongReplaySnapshotFails(t *testing.T) {
+	te := startEngine(t, 1)
+	products, resvs := te.workload("a", 30)
+	before := te.ledger(products, resvs)
+	if err := te.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func(a, b int) { freshIndexMax, freshReplayMax = a, b }(freshIndexMax, freshReplayMax)
+	freshIndexMax, freshReplayMax = 5, 8
+	dir := t.TempDir()
+	te.cfg.SnapshotDir = func(i int) string { return SnapshotDir(dir, i) }
+	fail := func(step string) error {
+		if step == stepRename {
+			return errors.New("disk gone")
+		}
+		return nil
+	}
+	snapFaults.Store(&fail)
+	te.open()
+	snapFaults.Store(nil)
+	if n := snapshotCount(t, dir, 1); n != 0 {
+		t.Fatalf("%d snapshots after a failed write", n)
+	}
+	if after := te.ledger(products, resvs); after != before {
+		t.Fatalf("after a failed snapshot:\n%s\nwant\n%s", after, before)
+	}
+	for _, r := range resvs {
+		if _, err := te.Write(context.Background(), reserve(r[0], r[1], 1)); err == nil || err.Code != CodeReservationExists {
+			t.Fatalf("reservation %v reused: %v", r, err)
+		}
+	}
+	te.restart()
+	if n := snapshotCount(t, dir, 1); n == 0 {
+		t.Error("no snapshot after a start that could write one")
+	}
+	if after := te.ledger(products, resvs); after != before {
+		t.Fatalf("after the next start:\n%s\nwant\n%s", after, before)
+	}
+	te.cfg.SnapshotDir = nil
+	if err := te.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSpilledRunsMerge: reservations spilled in several runs, plus those
+// settled since, merge into one snapshot run that answers every one of
+// them; unspilled, they come back to RAM whole.
+func TestSpilledRunsMerge(t *testing.T) {
+	for _, back := range []bool{false, true} {
+		m := newMachine(t)
+		m.s.keepFresh = true
+		dir := t.TempDir()
+		for i := range 90 {
+			p, id := fmt.Sprintf("p%d", i%4), fmt.Sprintf("r%d", i)
+			m.must(add(p, 1))
+			m.must(reserve(p, id, 1))
+			m.must(commit(p, id, 0))
+			if i%30 == 29 && i < 89 {
+				if err := m.s.spill(dir); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if len(m.s.spills) != 2 || len(m.s.fresh) != 30 {
+			t.Fatalf("%d spills, %d fresh; want 2 and 30", len(m.s.spills), len(m.s.fresh))
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("spill files are named: %v", ents)
+		}
+		if back {
+			if err := m.s.unspill(); err != nil {
+				t.Fatal(err)
+			}
+			if len(m.s.fresh) != 90 || len(m.s.spills) != 0 {
+				t.Fatalf("unspilled: %d fresh, %d spills", len(m.s.fresh), len(m.s.spills))
+			}
+			continue
+		}
+		snapshotAt(t, m.s, dir, uint64(len(m.log)), m.now)
+		if len(m.s.spills) != 0 {
+			t.Error("spills kept after the snapshot merged them")
+		}
+		loaded, _ := loadAndReplay(t, dir, m.log)
+		for i := range 90 {
+			p, id := fmt.Sprintf("p%d", i%4), fmt.Sprintf("r%d", i)
+			if r, ok, err := loaded.reservation(p, id); err != nil || !ok || r.state() != StateCommitted {
+				t.Fatalf("reservation %s/%s after the load: %v %v %v", p, id, r.state(), ok, err)
+			}
+		}
+		if loaded.store.n != 90 {
+			t.Errorf("run of %d, want 90", loaded.store.n)
+		}
+		loaded.store.close()
+		m.s.store.close()
+	}
+}
+
+// TestSnapshotSectionsChecked: a snapshot whose checksum is right but whose
+// product ids, Bloom filter or sparse index do not fit is refused with a
+// reason, and so is a file of format version 1.
+func TestSnapshotSectionsChecked(t *testing.T) {
+	damages := []struct {
+		name, want string
+		fn         func([]byte) []byte
+	}{
+		{"ids out of order", "after", func(b []byte) []byte {
+			i := bytes.Index(b, []byte("prod-oneprod-two"))
+			copy(b[i:], "prod-twoprod-one")
+			return b
+		}},
+		{"index point off", "index point 0", func(b []byte) []byte { b[len(b)-snapTrailerBytes-8] ^= 1; return b }},
+		{"index count", "index of", func(b []byte) []byte { b[len(b)-snapTrailerBytes-17]++; return b }},
+		{"Bloom blocks", "Bloom filter of", func(b []byte) []byte { b[len(b)-snapTrailerBytes-17-64-1]++; return b }},
+		{"version 1", "format version 1", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 1); return b }},
+	}
+	for _, d := range damages {
+		t.Run(d.name, func(t *testing.T) {
+			m := newMachine(t)
+			m.s.keepFresh = true
+			dir := t.TempDir()
+			m.must(add("prod-one", 5))
+			m.must(add("prod-two", 5))
+			m.must(reserve("prod-one", "r1", 2))
+			m.must(commit("prod-one", "r1", 0))
+			m.must(reserve("prod-two", "r2", 1))
+			m.must(release("prod-two", "r2"))
+			snapshotAt(t, m.s, dir, uint64(len(m.log)), m.now)
+			m.s.store.close()
+			infos, _ := ListSnapshots(dir)
+			rewriteSnapshot(t, infos[0].Path, true, d.fn)
+			st := NewState(0, int64(RetentionDefault))
+			_, found, skipped, err := LoadSnapshot(dir, 0, 1, st)
+			if err != nil || found || len(skipped) != 1 || !strings.Contains(skipped[0].Error(), d.want) {
+				t.Fatalf("found %v, skipped %v, err %v; want it skipped for %q", found, skipped, err, d.want)
+			}
+			if st.Products() != 0 {
+				t.Errorf("%d products left in the state", st.Products())
+			}
+		})
+	}
 }
