@@ -397,42 +397,9 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 	s.lastAt = r.varint()
 	s.maxTx = r.uvarint()
 	s.snapMaxTx = s.maxTx
-	np := r.count(int(r.end - r.pos))
-	ids := r.block(r.count(int(r.end - r.pos)))
-	// One map sized once, one array of products and one string of their
-	// ids: a million products load without a million allocations or a
-	// growing map. The ids are in order, which rules out twins.
-	s.products = make(map[string]*product, np)
-	all := make([]product, np)
-	off, locs := 0, int64(0)
-	for k := range np {
-		n := r.count(len(ids) - off)
-		if r.err != nil {
-			break
-		}
-		id := ids[off : off+n]
-		off += n
-		if k > 0 && id <= all[k-1].id {
-			return fmt.Errorf("product %q after %q", id, all[k-1].id)
-		}
-		p := &all[k]
-		*p = product{id: id, onHand: r.varint(), reserved: r.varint(), version: r.varint(), updatedAt: r.varint()}
-		if r.err == nil && (p.version < 1 || p.version > 1<<40) {
-			return fmt.Errorf("product %q at version %d", id, p.version)
-		}
-		p.snapLocs, p.locOff = p.version, locs
-		if locs += 8 * p.version; locs > r.end-r.pos {
-			return fmt.Errorf("locators past the end of the file")
-		}
-		s.products[id] = p
+	if err := s.restoreProducts(r); err != nil {
+		return err
 	}
-	if r.err == nil && off != len(ids) {
-		return fmt.Errorf("%d bytes of product ids left", len(ids)-off)
-	}
-	for k := range all {
-		all[k].locOff += r.pos
-	}
-	r.skip(locs)
 	slabN := r.count(1 << 31)
 	nh := r.count(slabN)
 	for range slabN {
@@ -525,6 +492,81 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 	}
 	return r.err
 }
+
+// restoreProducts reads the products of a snapshot body into the empty
+// state s: one map sized once, one array of products and one string of
+// their ids, so that a million products load without a million
+// allocations or a growing map. The ids are in order, which rules out
+// twins. With many products a second goroutine fills the map (its inserts
+// are half the cost) while this one parses.
+func (s *State) restoreProducts(r *snapReader) error {
+	// Each product takes at least 13 bytes: 5 varints and a locator.
+	np := r.count(int(r.end-r.pos) / 13)
+	ids := r.block(r.count(int(r.end - r.pos)))
+	s.products = make(map[string]*product, np)
+	all := make([]product, np)
+	parsed := 0
+	fill := func(to int) {
+		for k := parsed; k < to; k++ {
+			s.products[all[k].id] = &all[k]
+		}
+		parsed = to
+	}
+	insert := fill
+	if np >= productsInParallel {
+		ready := make(chan int, 16)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for to := range ready {
+				fill(to)
+			}
+		}()
+		defer func() { <-done }()
+		defer close(ready)
+		insert = func(to int) { ready <- to }
+	}
+	off, locs := 0, int64(0)
+	k := 0
+	for ; k < np; k++ {
+		if k%4096 == 0 {
+			insert(k)
+		}
+		n := r.count(len(ids) - off)
+		if r.err != nil {
+			break
+		}
+		id := ids[off : off+n]
+		off += n
+		if k > 0 && id <= all[k-1].id {
+			return fmt.Errorf("product %q after %q", id, all[k-1].id)
+		}
+		p := &all[k]
+		*p = product{id: id, onHand: r.varint(), reserved: r.varint(), version: r.varint(), updatedAt: r.varint()}
+		if r.err == nil && (p.version < 1 || p.version > 1<<40) {
+			return fmt.Errorf("product %q at version %d", id, p.version)
+		}
+		// Relative to the locators block for now.
+		p.snapLocs, p.locOff = p.version, locs
+		if locs += 8 * p.version; locs > r.end-r.pos {
+			return fmt.Errorf("locators past the end of the file")
+		}
+	}
+	insert(k)
+	if r.err == nil && off != len(ids) {
+		return fmt.Errorf("%d bytes of product ids left", len(ids)-off)
+	}
+	base := r.pos
+	for k := range all {
+		all[k].locOff += base
+	}
+	r.skip(locs)
+	return r.err
+}
+
+// productsInParallel is the count of products from which a load fills
+// the map on a second goroutine.
+var productsInParallel = 1 << 16
 
 // resetLoaded empties s after a snapshot failed to load into it.
 func (s *State) resetLoaded() {
