@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -140,23 +141,28 @@ func (c *snapCapture) encode(w *snapWriter) error {
 	w.uvarint(c.ids)
 	w.varint(c.lastAt)
 	w.uvarint(c.maxTx)
-	// Sorted, so that two snapshots of one state are the same bytes.
-	slices.SortFunc(c.products, func(a, b snapProduct) int { return cmp.Compare(a.id, b.id) })
+	// Sorted, so that two snapshots of one state are the same bytes: by
+	// (id, index) pairs, which move faster than the products.
+	order := make([]idIdx, len(c.products))
+	for i := range c.products {
+		order[i] = idIdx{c.products[i].id, int32(i)}
+	}
+	slices.SortFunc(order, func(a, b idIdx) int { return strings.Compare(a.id, b.id) })
 	// The ids first, in one block that the load keeps as one string;
 	// then the balances; then every locator, in the same order, so that
 	// the load passes over all of them at once.
 	w.uvarint(uint64(len(c.products)))
 	idBytes := 0
-	for i := range c.products {
-		idBytes += len(c.products[i].id)
+	for _, o := range order {
+		idBytes += len(o.id)
 	}
 	w.uvarint(uint64(idBytes))
-	for i := range c.products {
-		w.bw.WriteString(c.products[i].id)
-		w.n += int64(len(c.products[i].id))
+	for _, o := range order {
+		w.bw.WriteString(o.id)
+		w.n += int64(len(o.id))
 	}
-	for i := range c.products {
-		p := &c.products[i]
+	for _, o := range order {
+		p := &c.products[o.i]
 		w.uvarint(uint64(len(p.id)))
 		w.varint(p.p.onHand)
 		w.varint(p.p.reserved)
@@ -169,8 +175,8 @@ func (c *snapCapture) encode(w *snapWriter) error {
 	if c.store != nil {
 		old = newSnapReader(c.store.f, 0, c.store.start)
 	}
-	for i := range c.products {
-		p := &c.products[i]
+	for _, o := range order {
+		p := &c.products[o.i]
 		p.off = w.n
 		if n := p.p.snapLocs; n > 0 {
 			if p.p.locOff < old.pos {
@@ -320,20 +326,63 @@ func (c *snapCapture) writeSettled(w *snapWriter) (*settledStore, error) {
 }
 
 // runOrder hashes each of rs and returns them in run order. It sorts
-// hashes and indexes (16 bytes), not the records.
+// hashes and indexes (16 bytes), not the records, by radix; only records
+// of equal hashes are compared.
 func runOrder(rs []settledRec) []hashIdx {
 	keys := make([]hashIdx, len(rs))
 	for i := range rs {
 		rs[i].hash = stableHash(rs[i].productID, rs[i].id)
 		keys[i] = hashIdx{rs[i].hash, int32(i)}
 	}
-	slices.SortFunc(keys, func(a, b hashIdx) int {
-		if a.hash != b.hash {
-			return cmp.Compare(a.hash, b.hash)
-		}
-		return compareSettled(&rs[a.i], &rs[b.i])
-	})
+	sortRun(rs, keys)
 	return keys
+}
+
+// sortRun sorts keys, the hashes and indexes of rs, in run order.
+func sortRun(rs []settledRec, keys []hashIdx) {
+	radixSortHashes(keys)
+	for i := 0; i < len(keys); {
+		j := i + 1
+		for j < len(keys) && keys[j].hash == keys[i].hash {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortFunc(keys[i:j], func(a, b hashIdx) int { return compareSettled(&rs[a.i], &rs[b.i]) })
+		}
+		i = j
+	}
+}
+
+// radixSortHashes sorts keys by hash: four passes of 16 bits.
+func radixSortHashes(keys []hashIdx) {
+	if len(keys) < 1<<12 {
+		slices.SortFunc(keys, func(a, b hashIdx) int { return cmp.Compare(a.hash, b.hash) })
+		return
+	}
+	src, dst := keys, make([]hashIdx, len(keys))
+	count := make([]int, 1<<16)
+	for shift := 0; shift < 64; shift += 16 {
+		clear(count)
+		for _, k := range src {
+			count[k.hash>>shift&0xffff]++
+		}
+		sum := 0
+		for i, c := range count {
+			count[i], sum = sum, sum+c
+		}
+		for _, k := range src {
+			d := k.hash >> shift & 0xffff
+			dst[count[d]] = k
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	// Four passes: the last wrote into keys.
+}
+
+type idIdx struct {
+	id string
+	i  int32
 }
 
 type hashIdx struct {

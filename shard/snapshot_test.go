@@ -722,3 +722,31 @@ func TestSnapshotSectionsChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestRunOrder: the radix order of a run is that of compareSettled, below
+// and above the radix threshold, also with hashes made equal (collisions).
+func TestRunOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 100, 5000} {
+		for _, collide := range []bool{false, true} {
+			rs := make([]settledRec, n)
+			keys := make([]hashIdx, n)
+			for i := range rs {
+				rs[i] = settledRec{productID: fmt.Sprintf("p%d", r.IntN(50)), id: fmt.Sprintf("r%d", i)}
+				rs[i].hash = stableHash(rs[i].productID, rs[i].id)
+				if collide && i%3 == 0 {
+					rs[i].hash = uint64(i % 7)
+				}
+				keys[i] = hashIdx{rs[i].hash, int32(i)}
+			}
+			sortRun(rs, keys)
+			want := slices.Clone(rs)
+			slices.SortFunc(want, func(a, b settledRec) int { return compareSettled(&a, &b) })
+			for i, k := range keys {
+				if got := rs[k.i]; got.hash != want[i].hash || got.productID != want[i].productID || got.id != want[i].id {
+					t.Fatalf("n %d, collisions %v: record %d is %+v, want %+v", n, collide, i, got, want[i])
+				}
+			}
+		}
+	}
+}
