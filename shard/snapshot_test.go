@@ -625,9 +625,10 @@ func TestLongReplaySnapshotFails(t *testing.T) {
 	}
 }
 
-// TestSpilledRunsMerge: reservations spilled in several runs, plus those
-// settled since, merge into one snapshot run that answers every one of
-// them; unspilled, they come back to RAM whole.
+// TestSpilledRunsMerge: the run of the previous snapshot, reservations
+// spilled in several runs, and those settled since merge into one
+// snapshot run that answers every one of them; unspilled, they come back
+// to RAM whole.
 func TestSpilledRunsMerge(t *testing.T) {
 	for _, back := range []bool{false, true} {
 		m := newMachine(t)
@@ -638,6 +639,9 @@ func TestSpilledRunsMerge(t *testing.T) {
 			m.must(add(p, 1))
 			m.must(reserve(p, id, 1))
 			m.must(commit(p, id, 0))
+			if i == 9 && !back {
+				snapshotAt(t, m.s, dir, uint64(len(m.log)), m.now)
+			}
 			if i%30 == 29 && i < 89 {
 				if err := m.s.spill(dir); err != nil {
 					t.Fatal(err)
@@ -647,7 +651,10 @@ func TestSpilledRunsMerge(t *testing.T) {
 		if len(m.s.spills) != 2 || len(m.s.fresh) != 30 {
 			t.Fatalf("%d spills, %d fresh; want 2 and 30", len(m.s.spills), len(m.s.fresh))
 		}
-		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		if infos, _ := ListSnapshots(dir); len(infos) > 1 {
+			t.Errorf("spills made snapshots: %v", infos)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) > 1 {
 			t.Errorf("spill files are named: %v", ents)
 		}
 		if back {
@@ -657,6 +664,7 @@ func TestSpilledRunsMerge(t *testing.T) {
 			if len(m.s.fresh) != 90 || len(m.s.spills) != 0 {
 				t.Fatalf("unspilled: %d fresh, %d spills", len(m.s.fresh), len(m.s.spills))
 			}
+			m.s.store.close()
 			continue
 		}
 		snapshotAt(t, m.s, dir, uint64(len(m.log)), m.now)
