@@ -449,6 +449,41 @@ func (r *snapReader) skipSettled() uint64 {
 	return h
 }
 
+// record returns the bytes of the next record of a run, valid until the
+// next read: a hash, two strings and two varints.
+func (r *snapReader) record() []byte {
+	k := 8
+	for i := range 4 {
+		r.fill(k + binary.MaxVarintLen64)
+		if r.err != nil {
+			return nil
+		}
+		if len(r.b) <= k {
+			r.err = errSnapCut
+			return nil
+		}
+		v, m := binary.Uvarint(r.b[k:])
+		if m <= 0 || (i < 2 && v > snapStringBytesMax) {
+			r.err = errors.New("bad varint in a settled reservation")
+			return nil
+		}
+		k += m
+		if i < 2 {
+			k += int(v)
+		}
+	}
+	if !r.fill(k) {
+		if r.err == nil {
+			r.err = errSnapCut
+		}
+		return nil
+	}
+	raw := r.b[:k]
+	r.b = r.b[k:]
+	r.pos += int64(k)
+	return raw
+}
+
 func (r *snapReader) settled(rec *settledRec) {
 	rec.hash = r.u64()
 	rec.productID = r.str()

@@ -280,14 +280,20 @@ func (c *snapCapture) writeSettled(w *snapWriter) (*settledStore, error) {
 	for _, it := range srcs {
 		it.next()
 	}
+	// Records of runs in files are copied as they are: their ids are
+	// decoded only when two hashes tie.
 	var prev settledRec
+	var prevRaw []byte
 	for k := 0; ; k++ {
 		var min *settledIter
 		for _, it := range srcs {
-			if it.err != nil {
+			switch {
+			case it.err != nil:
 				return nil, it.err
-			}
-			if it.cur != nil && (min == nil || compareSettled(it.cur, min.cur) < 0) {
+			case it.cur == nil:
+			case min == nil || it.cur.hash < min.cur.hash:
+				min = it
+			case it.cur.hash == min.cur.hash && compareSettled(it.ids(), min.ids()) < 0:
 				min = it
 			}
 		}
@@ -298,15 +304,28 @@ func (c *snapCapture) writeSettled(w *snapWriter) (*settledStore, error) {
 			break
 		}
 		r := min.cur
-		if k > 0 && compareSettled(&prev, r) == 0 {
-			return nil, fmt.Errorf("reservation %q of product %q settled twice", r.id, r.productID)
+		if k > 0 && prev.hash == r.hash {
+			if prevRaw != nil {
+				d := snapDecoder{b: prevRaw}
+				if err := d.settled(&prev); err != nil {
+					return nil, err
+				}
+			}
+			if compareSettled(&prev, min.ids()) == 0 {
+				return nil, fmt.Errorf("reservation %q of product %q settled twice", r.id, r.productID)
+			}
 		}
 		run.filter.add(r.hash)
 		if k%settledIndexEvery == 0 {
 			run.index = append(run.index, settledPoint{hash: r.hash, off: w.n - run.start})
 		}
-		w.settled(r)
-		prev = *r
+		if min.raw != nil {
+			w.Write(min.raw)
+			prev, prevRaw = settledRec{hash: r.hash}, append(prevRaw[:0], min.raw...)
+		} else {
+			w.settled(r)
+			prev, prevRaw = *r, nil
+		}
 		min.next()
 	}
 	run.end = w.n
@@ -397,6 +416,8 @@ type settledIter struct {
 	fresh []settledRec
 	order []hashIdx
 	rec   settledRec
+	raw   []byte      // rec's bytes in the file, until the next read
+	named bool        // rec's ids are decoded
 	cur   *settledRec // nil at the end
 	err   error
 }
@@ -406,21 +427,36 @@ func (st *settledStore) iter() *settledIter {
 }
 
 func (it *settledIter) next() {
-	it.cur = nil
+	it.cur, it.raw = nil, nil
 	switch {
 	case it.r == nil:
 		if len(it.order) > 0 {
 			it.cur, it.order = &it.fresh[it.order[0].i], it.order[1:]
 		}
 	case it.left > 0:
-		it.r.settled(&it.rec)
+		it.raw = it.r.record()
 		if it.err = it.r.err; it.err != nil {
 			it.err = fmt.Errorf("settled reservations of %s: %w", it.r.f.(*os.File).Name(), it.err)
 			return
 		}
+		it.rec = settledRec{hash: binary.LittleEndian.Uint64(it.raw)}
+		it.named = false
 		it.left--
 		it.cur = &it.rec
 	}
+}
+
+// ids returns the current record with its ids, decoding them if it came
+// from a file.
+func (it *settledIter) ids() *settledRec {
+	if it.raw != nil && !it.named {
+		d := snapDecoder{b: it.raw}
+		if err := d.settled(&it.rec); err != nil && it.err == nil {
+			it.err = err
+		}
+		it.named = true
+	}
+	return it.cur
 }
 
 // settledBytes is the encoded size of r.

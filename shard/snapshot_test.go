@@ -758,3 +758,32 @@ func TestRunOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestSettledTwiceRefused: a reservation both in a spilled run and among
+// those settled since (a corrupt log) fails the snapshot, which names it.
+func TestSettledTwiceRefused(t *testing.T) {
+	m := newMachine(t)
+	m.s.keepFresh = true
+	dir := t.TempDir()
+	for i := range 5 {
+		id := fmt.Sprintf("r%d", i)
+		m.must(add("p", 1))
+		m.must(reserve("p", id, 1))
+		m.must(commit("p", id, 0))
+	}
+	twin := m.s.fresh[2]
+	if err := m.s.spill(dir); err != nil {
+		t.Fatal(err)
+	}
+	m.s.fresh = append(m.s.fresh, twin)
+	c := m.s.capture(uint64(len(m.log)), m.now, 1)
+	_, _, err := writeSnapshot(dir, c, func() bool { return true })
+	if err == nil || !strings.Contains(err.Error(), `"r2" of product "p" settled twice`) {
+		t.Fatalf("snapshot with a twin: %v", err)
+	}
+	m.s.adopt(nil, nil)
+	m.s.closeSpills()
+	if infos, _ := ListSnapshots(dir); len(infos) != 0 {
+		t.Errorf("a snapshot was written: %v", infos)
+	}
+}
