@@ -429,6 +429,7 @@ func (st *settledStore) iter() *settledIter {
 func (it *settledIter) next() {
 	it.cur, it.raw = nil, nil
 	switch {
+	case it.err != nil:
 	case it.r == nil:
 		if len(it.order) > 0 {
 			it.cur, it.order = &it.fresh[it.order[0].i], it.order[1:]
