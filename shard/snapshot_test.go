@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -785,5 +786,34 @@ func TestSettledTwiceRefused(t *testing.T) {
 	m.s.closeSpills()
 	if infos, _ := ListSnapshots(dir); len(infos) != 0 {
 		t.Errorf("a snapshot was written: %v", infos)
+	}
+}
+
+// TestPauseGCRestores: overlapping pauses of the collector (two shards
+// loading at once) leave it off until the last ends, with a memory limit,
+// then restore the settings found.
+func TestPauseGCRestores(t *testing.T) {
+	percent := debug.SetGCPercent(150)
+	limit := debug.SetMemoryLimit(1 << 40)
+	defer func() { debug.SetGCPercent(percent); debug.SetMemoryLimit(limit) }()
+	a := pauseGC(64 << 20)
+	b := pauseGC(64 << 20)
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Errorf("GC percent %d during two loads, want off", p)
+	}
+	if l := debug.SetMemoryLimit(-1); l >= 1<<40 {
+		t.Errorf("memory limit %d during the loads, want one below the one set before", l)
+	}
+	a()
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Errorf("GC percent %d with one load left, want off", p)
+	}
+	b()
+	if p := debug.SetGCPercent(-1); p != 150 {
+		t.Errorf("GC percent %d after the loads, want 150", p)
+	}
+	debug.SetGCPercent(150)
+	if l := debug.SetMemoryLimit(-1); l != 1<<40 {
+		t.Errorf("memory limit %d after the loads, want %d", l, int64(1<<40))
 	}
 }
