@@ -475,7 +475,7 @@ func (r *snapReader) copyTo(w io.Writer, n int64) error {
 }
 
 func (r *snapReader) u64() uint64 {
-	if !r.fill(8) {
+	if r.err != nil || !r.fill(8) {
 		if r.err == nil {
 			r.err = errSnapCut
 		}
@@ -547,7 +547,11 @@ func (r *snapReader) settled(rec *settledRec) {
 }
 
 func (r *snapReader) uvarint() uint64 {
-	if !r.fill(binary.MaxVarintLen64) && r.err != nil {
+	if r.err != nil {
+		return 0
+	}
+	r.fill(binary.MaxVarintLen64)
+	if r.err != nil {
 		return 0
 	}
 	v, k := binary.Uvarint(r.b)
@@ -567,6 +571,9 @@ func (r *snapReader) varint() int64 {
 	u := r.uvarint()
 	return int64(u>>1) ^ -int64(u&1)
 }
+
+// left is the count of body bytes not read yet.
+func (r *snapReader) left() int { return int(r.end - r.pos) }
 
 func (r *snapReader) count(max int) int {
 	n := r.uvarint()

@@ -486,7 +486,11 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 	if err := s.restoreProducts(r); err != nil {
 		return err
 	}
-	slabN := r.count(1 << 31)
+	// Counts are bounded by the bytes left (each item takes one at least,
+	// a hold slot one in the holds or the free list), so that a body whose
+	// checksum is right by chance cannot make the load allocate more than
+	// the file holds.
+	slabN := r.count(min(1<<31, r.left()))
 	nh := r.count(slabN)
 	for range slabN {
 		s.holds.grow()
@@ -515,13 +519,13 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 		s.free = append(s.free, int32(r.count(slabN-1)))
 	}
 	s.ages.span = r.varint()
-	nc := r.count(1 << 40)
+	nc := r.count(r.left())
 	for range nc {
 		if r.err != nil {
 			break
 		}
 		first, last := r.varint(), r.varint()
-		nk := r.count(1 << 40)
+		nk := r.count(r.left())
 		ch := ageChunk{first: first, last: last, keys: make([]agedKey, 0, nk)}
 		for range nk {
 			k := agedKey{product: r.str(), key: r.str(), fp: r.uvarint(), version: r.varint()}
@@ -538,7 +542,7 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 		s.ages.n += len(ch.keys)
 	}
 	d := newDecoder()
-	nt := r.count(1 << 30)
+	nt := r.count(min(1<<30, r.left()))
 	for range nt {
 		if r.err != nil {
 			break
