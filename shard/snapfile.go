@@ -60,6 +60,7 @@ const (
 	snapPrefix       = "snap-"
 	snapSuffix       = ".snap"
 	snapTmpSuffix    = ".tmp"
+	snapAheadSuffix  = ".ahead" // a snapshot the journal fell behind (Engine.setAside)
 	// SnapshotsKept is how many snapshots a shard keeps: the newest and
 	// one to fall back on should the newest be damaged.
 	SnapshotsKept = 2

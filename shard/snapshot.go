@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -896,6 +897,9 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 			// The snapshot and the log disagree: trust the log.
 			e.m.snapshots.skipped.Inc()
 			e.cfg.Logger.Warn("snapshot does not fit the journal: replaying the whole journal", "shard", i, "err", err)
+			if opened && !seen {
+				e.setAside(i, after)
+			}
 			return e.loadShard(i, open, true)
 		}
 		return nil, err
@@ -911,6 +915,21 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 		return nil, err
 	}
 	return ld, nil
+}
+
+// setAside renames shard i's snapshot covering the journal up to after,
+// which the journal does not hold, to <name>.ahead, out of the snapshots
+// start-up reads. Such a snapshot covers records that never became
+// durable (a start-up snapshot of a tail lost to a power cut): left in
+// place, it would be trusted again once the journal grows past its
+// locator with other records.
+func (e *Engine) setAside(i int, after uint64) {
+	path := filepath.Join(e.cfg.SnapshotDir(i), snapName(after))
+	if err := os.Rename(path, path+snapAheadSuffix); err != nil {
+		e.cfg.Logger.Error("snapshot ahead of the journal not set aside", "shard", i, "path", path, "err", err)
+		return
+	}
+	e.cfg.Logger.Warn("snapshot ahead of the journal set aside", "shard", i, "path", path+snapAheadSuffix)
 }
 
 // freshIndexMax is the most reservations settled in the replayed log that
