@@ -143,8 +143,11 @@
 // not shrink: the slots settled reservations leave at a snapshot stay
 // allocated until a restart. A replay collects the idempotency keys it
 // keeps (32 B each, for a moment) and loads them in bulk; with snapshots
-// on, the reservations it settles wait in State.fresh and, past 65536,
-// go to a snapshot before the shard starts.
+// on, the reservations it settles wait in State.fresh, every 2^20 of them
+// go sorted to an unnamed spill file (State.spill), and past 65536 in all
+// they go to the one snapshot written before the shard starts, which
+// merges the spills. Such a replay holds every entry's locator in RAM
+// (8 B each) until that snapshot.
 //
 // # Snapshots
 //

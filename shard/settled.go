@@ -1,12 +1,10 @@
 package shard
 
 import (
-	"bufio"
 	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math/bits"
 	"os"
 	"slices"
@@ -93,9 +91,12 @@ type bloom struct {
 const bloomBlockWords = 8 // 512 bits
 
 func newBloom(n int) bloom {
-	blocks := uint64(max(1, (n*settledBloomBits+511)/512))
+	blocks := newBloomBlocks(n)
 	return bloom{words: make([]uint64, blocks*bloomBlockWords), blocks: blocks}
 }
+
+// newBloomBlocks is the size in blocks of the filter over n hashes.
+func newBloomBlocks(n int) uint64 { return uint64(max(1, (n*settledBloomBits+511)/512)) }
 
 // probes calls fn with the word index and bit mask of each of h's bits, as
 // long as fn returns true.
@@ -191,7 +192,7 @@ func (st *settledStore) each(fn func(*settledRec) error) error {
 	if st == nil || st.n == 0 {
 		return nil
 	}
-	r := &snapReader{br: bufio.NewReaderSize(io.NewSectionReader(st.f, st.start, st.end-st.start), 256<<10)}
+	r := newSnapReader(st.f, st.start, st.end)
 	for range st.n {
 		var rec settledRec
 		if r.settled(&rec); r.err != nil {

@@ -8,11 +8,15 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -21,28 +25,42 @@ import (
 // snap-<locator, 16 hex digits>.snap, the locator being that of the last
 // journal record the snapshot covers, so that names sort by age. A file is
 //
-//	header  := magic "INVSNAP\x00" | version u32 | shard u32 | shards u32 | loc u64 | at i64
-//	body    := counters products holds keys parts outcomes settled
-//	trailer := crc u32 | magic "SNAPEND\x00"
+//	header   := magic "INVSNAP\x00" | version u32 | shard u32 | shards u32 | loc u64 | at i64
+//	body     := counters products holds keys parts outcomes settled
+//	products := count | idBytes | ids (idBytes, concatenated) |
+//	            count × (idLen onHand reserved version updatedAt) |
+//	            locators (8 B each, version of them per product, in product order)
+//	settled  := count | runBytes | run (runBytes) | Bloom blocks | words (64 B a block) |
+//	            index count | count × (hash u64 | offset u64)
+//	trailer  := crc u32 | magic "SNAPEND\x00"
 //
-// integers in the header and trailer little-endian, in the body uvarints
-// (varints when signed), strings a uvarint length and bytes; crc is the
-// CRC32C (Castagnoli) of every byte before it. A file is trusted only if its
-// size, both magics, its version, its shard and shard count, and its crc
-// are right, and its body parses to the end exactly: anything else (a torn
-// write, a flipped bit, a file of another version or shard) is skipped for
-// an older snapshot or a full replay, logged and counted.
+// integers in the header, trailer, locators, Bloom words and index
+// little-endian, the others uvarints (varints when signed), strings a
+// uvarint length and bytes; crc is the CRC32C (Castagnoli) of every byte
+// before it. Products are sorted by id, the run by stable hash. A file is
+// trusted only if its size, both magics, its version, its shard and shard
+// count, and its crc are right, and its body parses to the end exactly:
+// anything else (a torn write, a flipped bit, a file of another version or
+// shard) is skipped for an older snapshot or a full replay, logged and
+// counted. The load checks the crc over the whole file, then parses all but
+// the locators and the run, which it passes over (they are read when used):
+// the Bloom filter and the sparse index are stored, not rebuilt.
+//
+// Version 1 (before 2026-12-03) interleaved ids, balances and locators and
+// stored no filter or index; this build skips such a file (a full replay,
+// which writes a version 2 snapshot).
 
 const (
 	snapMagic   = "INVSNAP\x00"
 	snapEnd     = "SNAPEND\x00"
-	snapVersion = 1
+	snapVersion = 2
 	// snapHeaderBytes is magic, version, shard, shards, loc, at.
 	snapHeaderBytes  = 8 + 4 + 4 + 4 + 8 + 8
 	snapTrailerBytes = 4 + 8
 	snapPrefix       = "snap-"
 	snapSuffix       = ".snap"
 	snapTmpSuffix    = ".tmp"
+	snapAheadSuffix  = ".ahead" // a snapshot the journal fell behind (Engine.setAside)
 	// SnapshotsKept is how many snapshots a shard keeps: the newest and
 	// one to fall back on should the newest be damaged.
 	SnapshotsKept = 2
@@ -229,113 +247,335 @@ func loadSnapshot(path string, shard, shards int, st *State, keysFrom int64) (sn
 	case int(h.shard) != shard || int(h.shards) != shards:
 		return fail("of shard %d of %d, not shard %d of %d", h.shard, h.shards, shard, shards)
 	}
-	// Pass 1: the checksum, in large reads.
-	crc := crc32.New(crcTable)
-	if _, err := io.Copy(crc, io.NewSectionReader(f, 0, size-snapTrailerBytes)); err != nil {
-		return fail("read: %v", err)
+	if size >= gcPauseBytes {
+		defer pauseGC(size)()
 	}
-	if got, want := crc.Sum32(), binary.LittleEndian.Uint32(tail[:4]); got != want {
+	// Pass 1: the checksum over every byte, in large reads.
+	end := size - snapTrailerBytes
+	if got, err := fileCRC(f, end); err != nil {
+		return fail("read: %v", err)
+	} else if want := binary.LittleEndian.Uint32(tail[:4]); got != want {
 		return fail("checksum %08x, want %08x", got, want)
 	}
-	// Pass 2: parse.
-	r := &snapReader{br: bufio.NewReaderSize(io.NewSectionReader(f, snapHeaderBytes, size-snapHeaderBytes-snapTrailerBytes), 256<<10), pos: snapHeaderBytes}
+	// Pass 2: parse. The locators and the run of settled reservations are
+	// not read: the checksum vouches for them, and they are read when used.
+	r := newSnapReader(f, snapHeaderBytes, end)
 	if err := st.restore(r, keysFrom); err != nil {
 		return fail("body: %v", err)
 	}
-	n := int(r.uvarint())
-	store := &settledStore{f: f, start: r.pos, n: n, filter: newBloom(n)}
-	for i := range n {
-		off := r.pos - store.start
-		hash := r.skipSettled()
-		if r.err != nil {
-			return fail("settled reservation %d: %v", i, r.err)
-		}
-		store.filter.add(hash)
-		if i%settledIndexEvery == 0 {
-			store.index = append(store.index, settledPoint{hash: hash, off: off})
-		}
+	store, err := r.settledSection(f)
+	if err != nil {
+		return fail("settled reservations: %v", err)
 	}
-	store.end = r.pos
-	if r.err != nil {
-		return fail("%v", r.err)
-	}
-	if store.end != size-snapTrailerBytes {
-		return fail("%d bytes left after the body", size-snapTrailerBytes-store.end)
+	if r.pos != end {
+		return fail("%d bytes left after the body", end-r.pos)
 	}
 	st.store = store
 	keep = true
 	return h, nil
 }
 
-// snapReader parses a body; the first error sticks and later reads return
-// zeros. pos is the file offset of the next byte.
+// gcPauseBytes is the snapshot size from which its load runs with the
+// collector paused.
+const gcPauseBytes = 16 << 20
+
+// gcPaused counts the snapshot loads under way with the collector paused,
+// and keeps the settings to restore when the last ends.
+var gcPaused struct {
+	sync.Mutex
+	n       int
+	percent int
+	limit   int64
+}
+
+// pauseGC turns the collector off for the load of a snapshot of size
+// bytes, and returns the function that turns it back on. A load allocates
+// what the state keeps and next to no garbage, so a collection during it
+// only marks the growing state again: 0.15-0.2 s of the 0.6 s a load of
+// 1M products took (2026-12-03, GOGC=off against 100). The process-wide
+// setting also covers other shards replaying meanwhile; a memory limit of
+// what the process holds plus twice each file's size (never above the
+// limit set before) makes the collector run if they need it.
+func pauseGC(size int64) func() {
+	gcPaused.Lock()
+	defer gcPaused.Unlock()
+	if gcPaused.n == 0 {
+		gcPaused.percent = debug.SetGCPercent(-1)
+		gcPaused.limit = debug.SetMemoryLimit(-1)
+		sample := []rtmetrics.Sample{{Name: "/memory/classes/total:bytes"}}
+		rtmetrics.Read(sample)
+		held := int64(0)
+		if sample[0].Value.Kind() == rtmetrics.KindUint64 {
+			held = int64(sample[0].Value.Uint64())
+		}
+		debug.SetMemoryLimit(min(gcPaused.limit, held+2*size))
+	} else {
+		debug.SetMemoryLimit(min(gcPaused.limit, debug.SetMemoryLimit(-1)+2*size))
+	}
+	gcPaused.n++
+	return func() {
+		gcPaused.Lock()
+		defer gcPaused.Unlock()
+		if gcPaused.n--; gcPaused.n == 0 {
+			debug.SetMemoryLimit(gcPaused.limit)
+			debug.SetGCPercent(gcPaused.percent)
+		}
+	}
+}
+
+// fileCRC returns the CRC32C of the first n bytes of f.
+func fileCRC(f *os.File, n int64) (uint32, error) {
+	buf := make([]byte, min(n, 1<<20))
+	var crc uint32
+	for off := int64(0); off < n; {
+		b := buf[:min(int64(len(buf)), n-off)]
+		if _, err := f.ReadAt(b, off); err != nil {
+			return 0, err
+		}
+		crc = crc32.Update(crc, crcTable, b)
+		off += int64(len(b))
+	}
+	return crc, nil
+}
+
+// settledSection reads the end of a body: the run of settled reservations
+// (skipped: only its place is kept), then the Bloom filter and the sparse
+// index over it, as snapCapture.writeSettled wrote them.
+func (r *snapReader) settledSection(f *os.File) (*settledStore, error) {
+	n := r.count(int(min(r.end-r.pos, math.MaxInt32)))
+	runBytes := int64(r.count(int(r.end - r.pos)))
+	if r.err != nil {
+		return nil, r.err
+	}
+	if int64(n) > runBytes || (n == 0) != (runBytes == 0) {
+		return nil, fmt.Errorf("%d records in %d bytes", n, runBytes)
+	}
+	store := &settledStore{f: f, start: r.pos, end: r.pos + runBytes, n: n}
+	r.skip(runBytes)
+	blocks := r.uvarint()
+	if want := newBloomBlocks(n); r.err == nil && blocks != want {
+		return nil, fmt.Errorf("Bloom filter of %d blocks, want %d", blocks, want)
+	}
+	raw := r.take(int(8 * bloomBlockWords * blocks))
+	points := r.count(int(min(r.end-r.pos, math.MaxInt32)))
+	if want := (n + settledIndexEvery - 1) / settledIndexEvery; r.err == nil && points != want {
+		return nil, fmt.Errorf("index of %d points, want %d", points, want)
+	}
+	idx := r.take(16 * points)
+	if r.err != nil {
+		return nil, r.err
+	}
+	store.filter = bloom{words: make([]uint64, len(raw)/8), blocks: blocks}
+	for i := range store.filter.words {
+		store.filter.words[i] = binary.LittleEndian.Uint64(raw[8*i:])
+	}
+	store.index = make([]settledPoint, points)
+	for i := range store.index {
+		p := settledPoint{hash: binary.LittleEndian.Uint64(idx[16*i:]), off: int64(binary.LittleEndian.Uint64(idx[16*i+8:]))}
+		if p.off < 0 || p.off >= runBytes || (i > 0 && (p.hash < store.index[i-1].hash || p.off <= store.index[i-1].off)) || (i == 0 && p.off != 0) {
+			return nil, fmt.Errorf("index point %d out of order", i)
+		}
+		store.index[i] = p
+	}
+	return store, nil
+}
+
+// snapReader parses a body from a file with large reads; the first error
+// sticks and later reads return zeros. pos is the file offset of the next
+// byte, end that of the first byte past the body.
 type snapReader struct {
-	br  *bufio.Reader
+	f   io.ReaderAt
+	buf []byte
+	b   []byte // buffered bytes, from pos on
 	pos int64
+	end int64
 	err error
+}
+
+func newSnapReader(f io.ReaderAt, from, end int64) *snapReader {
+	return &snapReader{f: f, buf: make([]byte, min(256<<10, max(end-from, 16))), pos: from, end: end}
+}
+
+var errSnapCut = errors.New("body cut short")
+
+// fill buffers at least n bytes (n <= len(buf)), or fewer if the body
+// ends first; it reports whether n are there.
+func (r *snapReader) fill(n int) bool {
+	if len(r.b) >= n {
+		return true
+	}
+	if r.err != nil {
+		return false
+	}
+	k := copy(r.buf, r.b)
+	want := int(min(int64(len(r.buf)), r.end-r.pos))
+	if want > k {
+		if _, err := r.f.ReadAt(r.buf[k:want], r.pos+int64(k)); err != nil {
+			r.err = err
+			return false
+		}
+	}
+	r.b = r.buf[:max(want, k)]
+	return len(r.b) >= n
+}
+
+// take returns the next n bytes, in a new slice.
+func (r *snapReader) take(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || int64(n) > r.end-r.pos {
+		r.err = errSnapCut
+		return nil
+	}
+	out := make([]byte, n)
+	k := copy(out, r.b)
+	r.b = r.b[k:]
+	if k < n {
+		if _, err := r.f.ReadAt(out[k:], r.pos+int64(k)); err != nil {
+			r.err = err
+			return nil
+		}
+	}
+	r.pos += int64(n)
+	return out
+}
+
+// skip passes over the next n bytes without reading them.
+func (r *snapReader) skip(n int64) {
+	if r.err != nil {
+		return
+	}
+	if n < 0 || n > r.end-r.pos {
+		r.err = errSnapCut
+		return
+	}
+	if n <= int64(len(r.b)) {
+		r.b = r.b[n:]
+	} else {
+		r.b = nil
+	}
+	r.pos += n
+}
+
+// copyTo writes the next n bytes to w.
+func (r *snapReader) copyTo(w io.Writer, n int64) error {
+	for n > 0 && r.err == nil {
+		if !r.fill(1) {
+			if r.err == nil {
+				r.err = errSnapCut
+			}
+			break
+		}
+		b := r.b[:min(int64(len(r.b)), n)]
+		w.Write(b)
+		r.b = r.b[len(b):]
+		r.pos += int64(len(b))
+		n -= int64(len(b))
+	}
+	return r.err
+}
+
+func (r *snapReader) u64() uint64 {
+	if r.err != nil || !r.fill(8) {
+		if r.err == nil {
+			r.err = errSnapCut
+		}
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	r.pos += 8
+	return v
 }
 
 // skipSettled reads past one record of a run and returns its hash: the
 // load needs no ids, and allocates none.
 func (r *snapReader) skipSettled() uint64 {
-	var h [8]byte
-	if r.err == nil {
-		_, r.err = io.ReadFull(r.br, h[:])
-		r.pos += 8
-	}
+	h := r.u64()
 	for range 2 {
 		n := r.uvarint()
 		if r.err == nil && n > snapStringBytesMax {
 			r.err = fmt.Errorf("string of %d bytes", n)
 		}
-		if r.err == nil {
-			_, r.err = r.br.Discard(int(n))
-			r.pos += int64(n)
-		}
+		r.skip(int64(n))
 	}
 	r.uvarint()
 	r.varint()
-	return binary.LittleEndian.Uint64(h[:])
+	return h
+}
+
+// record returns the bytes of the next record of a run, valid until the
+// next read: a hash, two strings and two varints.
+func (r *snapReader) record() []byte {
+	k := 8
+	for i := range 4 {
+		r.fill(k + binary.MaxVarintLen64)
+		if r.err != nil {
+			return nil
+		}
+		if len(r.b) <= k {
+			r.err = errSnapCut
+			return nil
+		}
+		v, m := binary.Uvarint(r.b[k:])
+		if m <= 0 || (i < 2 && v > snapStringBytesMax) {
+			r.err = errors.New("bad varint in a settled reservation")
+			return nil
+		}
+		k += m
+		if i < 2 {
+			k += int(v)
+		}
+	}
+	if !r.fill(k) {
+		if r.err == nil {
+			r.err = errSnapCut
+		}
+		return nil
+	}
+	raw := r.b[:k]
+	r.b = r.b[k:]
+	r.pos += int64(k)
+	return raw
 }
 
 func (r *snapReader) settled(rec *settledRec) {
-	var h [8]byte
-	if r.err == nil {
-		_, r.err = io.ReadFull(r.br, h[:])
-		r.pos += 8
-	}
-	rec.hash = binary.LittleEndian.Uint64(h[:])
+	rec.hash = r.u64()
 	rec.productID = r.str()
 	rec.id = r.str()
 	rec.meta = r.uvarint()
 	rec.settle = r.varint()
 }
 
-func (r *snapReader) ReadByte() (byte, error) {
-	b, err := r.br.ReadByte()
-	if err == nil {
-		r.pos++
-	}
-	return b, err
-}
-
 func (r *snapReader) uvarint() uint64 {
 	if r.err != nil {
 		return 0
 	}
-	v, err := binary.ReadUvarint(r)
-	r.err = err
+	r.fill(binary.MaxVarintLen64)
+	if r.err != nil {
+		return 0
+	}
+	v, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.err = errSnapCut
+		if k < 0 {
+			r.err = errors.New("varint overflows 64 bits")
+		}
+		return 0
+	}
+	r.b = r.b[k:]
+	r.pos += int64(k)
 	return v
 }
 
 func (r *snapReader) varint() int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, err := binary.ReadVarint(r)
-	r.err = err
-	return v
+	u := r.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
 }
+
+// left is the count of body bytes not read yet.
+func (r *snapReader) left() int { return int(r.end - r.pos) }
 
 func (r *snapReader) count(max int) int {
 	n := r.uvarint()
@@ -355,13 +595,52 @@ func (r *snapReader) bytes() []byte {
 		r.err = fmt.Errorf("string of %d bytes", n)
 		return nil
 	}
-	b := make([]byte, n)
-	_, r.err = io.ReadFull(r.br, b)
-	r.pos += int64(n)
-	return b
+	return r.take(int(n))
 }
 
-func (r *snapReader) str() string { return string(r.bytes()) }
+func (r *snapReader) str() string {
+	n := r.uvarint()
+	if r.err != nil {
+		return ""
+	}
+	if n > snapStringBytesMax {
+		r.err = fmt.Errorf("string of %d bytes", n)
+		return ""
+	}
+	if !r.fill(int(n)) {
+		if r.err == nil {
+			r.err = errSnapCut
+		}
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	r.pos += int64(n)
+	return s
+}
+
+// block returns the next n bytes as one string, read in large pieces.
+func (r *snapReader) block(n int) string {
+	if r.err != nil {
+		return ""
+	}
+	if n < 0 || int64(n) > r.end-r.pos {
+		r.err = errSnapCut
+		return ""
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for sb.Len() < n && r.err == nil {
+		if !r.fill(1) {
+			break
+		}
+		b := r.b[:min(len(r.b), n-sb.Len())]
+		sb.Write(b)
+		r.b = r.b[len(b):]
+		r.pos += int64(len(b))
+	}
+	return sb.String()
+}
 
 // snapWriter writes a body through a buffer into the file and the checksum.
 type snapWriter struct {
@@ -459,12 +738,11 @@ func writeSnapshot(dir string, c *snapCapture, durable func() bool) (*settledSto
 	if err := c.encode(w); err != nil {
 		return nil, info, err
 	}
-	n, err := c.writeSettled(w)
-	runStart := c.runStart
+	run, err := c.writeSettled(w)
 	if err != nil {
 		return nil, info, err
 	}
-	runEnd := w.n
+	fileEnd := w.n
 	if err := w.bw.Flush(); err != nil {
 		return nil, info, fmt.Errorf("snapshot: %w", err)
 	}
@@ -503,16 +781,12 @@ func writeSnapshot(dir string, c *snapCapture, durable func() bool) (*settledSto
 		return nil, info, fmt.Errorf("snapshot: %w", err)
 	}
 	done = true
-	info = SnapshotInfo{Path: final, Loc: c.loc, Bytes: runEnd + snapTrailerBytes, ModTime: time.Now()}
-	store, err := c.openRun(tmp, runStart, runEnd, n)
-	if err != nil {
-		tmp.Close()
-		return nil, info, err
-	}
+	info = SnapshotInfo{Path: final, Loc: c.loc, Bytes: fileEnd + snapTrailerBytes, ModTime: time.Now()}
+	run.f = tmp
 	if err := snapStep(stepPrune); err != nil {
-		return store, info, err
+		return run, info, err
 	}
-	return store, info, pruneSnapshots(dir, SnapshotsKept)
+	return run, info, pruneSnapshots(dir, SnapshotsKept)
 }
 
 // pruneSnapshots removes all but the keep newest snapshots of dir, and

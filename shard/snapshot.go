@@ -1,12 +1,14 @@
 package shard
 
 import (
+	"bufio"
 	"cmp"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -54,9 +56,9 @@ type snapCapture struct {
 	span          int64
 	parts         []*txPart
 	outcomes      []txOutcome
-	store         *settledStore // the previous run
-	fresh         []settledRec  // settled since
-	runStart      int64         // file offset of the run's first record, once written
+	store         *settledStore   // the previous run
+	spills        []*settledStore // runs the replay spilled since
+	fresh         []settledRec    // settled since
 }
 
 type snapProduct struct {
@@ -113,6 +115,7 @@ func (s *State) capture(loc uint64, at int64, shards int) *snapCapture {
 		// Oldest first, so that a restored ring drops the oldest first.
 		outcomes: append(slices.Clone(s.recentTx[s.recentNext:]), s.recentTx[:s.recentNext]...),
 		store:    s.store,
+		spills:   s.spills,
 		fresh:    s.fresh,
 	}
 	s.sent, s.fresh = s.fresh, nil
@@ -139,19 +142,49 @@ func (c *snapCapture) encode(w *snapWriter) error {
 	w.uvarint(c.ids)
 	w.varint(c.lastAt)
 	w.uvarint(c.maxTx)
-	// Sorted, so that two snapshots of one state are the same bytes.
-	slices.SortFunc(c.products, func(a, b snapProduct) int { return cmp.Compare(a.id, b.id) })
-	w.uvarint(uint64(len(c.products)))
+	// Sorted, so that two snapshots of one state are the same bytes: by
+	// (id, index) pairs, which move faster than the products.
+	order := make([]idIdx, len(c.products))
 	for i := range c.products {
-		p := &c.products[i]
-		w.str(p.id)
+		order[i] = idIdx{c.products[i].id, int32(i)}
+	}
+	slices.SortFunc(order, func(a, b idIdx) int { return strings.Compare(a.id, b.id) })
+	// The ids first, in one block that the load keeps as one string;
+	// then the balances; then every locator, in the same order, so that
+	// the load passes over all of them at once.
+	w.uvarint(uint64(len(c.products)))
+	idBytes := 0
+	for _, o := range order {
+		idBytes += len(o.id)
+	}
+	w.uvarint(uint64(idBytes))
+	for _, o := range order {
+		w.bw.WriteString(o.id)
+		w.n += int64(len(o.id))
+	}
+	for _, o := range order {
+		p := &c.products[o.i]
+		w.uvarint(uint64(len(p.id)))
 		w.varint(p.p.onHand)
 		w.varint(p.p.reserved)
 		w.varint(p.p.version)
 		w.varint(p.p.updatedAt)
+	}
+	// Those the previous snapshot holds are read from it in one pass: its
+	// products are in the same order.
+	var old *snapReader
+	if c.store != nil {
+		old = newSnapReader(c.store.f, 0, c.store.start)
+	}
+	for _, o := range order {
+		p := &c.products[o.i]
 		p.off = w.n
 		if n := p.p.snapLocs; n > 0 {
-			if _, err := io.Copy(w, io.NewSectionReader(c.store.f, p.p.locOff, 8*n)); err != nil {
+			if p.p.locOff < old.pos {
+				old = newSnapReader(c.store.f, p.p.locOff, c.store.start)
+			}
+			old.skip(p.p.locOff - old.pos)
+			if err := old.copyTo(w, 8*n); err != nil {
 				return fmt.Errorf("copy locators from %s: %w", c.store.f.Name(), err)
 			}
 		}
@@ -220,64 +253,212 @@ func (c *snapCapture) encode(w *snapWriter) error {
 	return nil
 }
 
-// writeSettled writes the run: the previous run merged with the
-// reservations settled since, in order, and returns its length.
-func (c *snapCapture) writeSettled(w *snapWriter) (int, error) {
-	// Sorted in place: the actor reads these slots again only to adopt the
-	// snapshot (in any order), and appends past them meanwhile.
+// writeSettled writes the run: the previous run, the runs the replay
+// spilled and the reservations settled since, merged in order; then the
+// Bloom filter and the sparse index over it, so that a load reads those
+// and not the run. It returns the run, for lookups once the file is f.
+func (c *snapCapture) writeSettled(w *snapWriter) (*settledStore, error) {
+	// Hashed in place: the actor reads these slots again only to adopt the
+	// snapshot, and appends past them meanwhile.
 	fresh := c.fresh
+	order := runOrder(fresh)
+	n, runBytes := len(fresh), int64(0)
 	for i := range fresh {
-		fresh[i].hash = stableHash(fresh[i].productID, fresh[i].id)
+		runBytes += settledBytes(&fresh[i])
 	}
-	slices.SortFunc(fresh, func(a, b settledRec) int { return compareSettled(&a, &b) })
-	n := len(fresh)
-	if c.store != nil {
-		n += c.store.n
-	}
-	w.uvarint(uint64(n))
-	c.runStart = w.n
-	i := 0
-	err := c.store.each(func(r *settledRec) error {
-		for ; i < len(fresh) && compareSettled(&fresh[i], r) < 0; i++ {
-			w.settled(&fresh[i])
+	var srcs []*settledIter
+	for _, st := range append([]*settledStore{c.store}, c.spills...) {
+		if st != nil && st.n > 0 {
+			n += st.n
+			runBytes += st.end - st.start
+			srcs = append(srcs, st.iter())
 		}
-		w.settled(r)
-		return nil
-	})
-	if err != nil {
-		return 0, err
 	}
-	for ; i < len(fresh); i++ {
-		w.settled(&fresh[i])
+	srcs = append(srcs, &settledIter{fresh: fresh, order: order})
+	w.uvarint(uint64(n))
+	w.uvarint(uint64(runBytes))
+	run := &settledStore{start: w.n, n: n, filter: newBloom(n)}
+	for _, it := range srcs {
+		it.next()
 	}
-	return n, nil
+	// Records of runs in files are copied as they are: their ids are
+	// decoded only when two hashes tie.
+	var prev settledRec
+	var prevRaw []byte
+	for k := 0; ; k++ {
+		var min *settledIter
+		for _, it := range srcs {
+			switch {
+			case it.err != nil:
+				return nil, it.err
+			case it.cur == nil:
+			case min == nil || it.cur.hash < min.cur.hash:
+				min = it
+			case it.cur.hash == min.cur.hash && compareSettled(it.ids(), min.ids()) < 0:
+				min = it
+			}
+		}
+		if min == nil {
+			if k != n {
+				return nil, fmt.Errorf("merged %d settled reservations, want %d", k, n)
+			}
+			break
+		}
+		r := min.cur
+		if k > 0 && prev.hash == r.hash {
+			if prevRaw != nil {
+				d := snapDecoder{b: prevRaw}
+				if err := d.settled(&prev); err != nil {
+					return nil, err
+				}
+			}
+			if compareSettled(&prev, min.ids()) == 0 {
+				return nil, fmt.Errorf("reservation %q of product %q settled twice", r.id, r.productID)
+			}
+		}
+		run.filter.add(r.hash)
+		if k%settledIndexEvery == 0 {
+			run.index = append(run.index, settledPoint{hash: r.hash, off: w.n - run.start})
+		}
+		if min.raw != nil {
+			w.Write(min.raw)
+			prev, prevRaw = settledRec{hash: r.hash}, append(prevRaw[:0], min.raw...)
+		} else {
+			w.settled(r)
+			prev, prevRaw = *r, nil
+		}
+		min.next()
+	}
+	run.end = w.n
+	if run.end-run.start != runBytes {
+		return nil, fmt.Errorf("run of %d bytes, want %d", run.end-run.start, runBytes)
+	}
+	w.uvarint(run.filter.blocks)
+	for _, word := range run.filter.words {
+		w.Write(binary.LittleEndian.AppendUint64(w.tmp[:0], word))
+	}
+	w.uvarint(uint64(len(run.index)))
+	for _, p := range run.index {
+		w.Write(binary.LittleEndian.AppendUint64(w.tmp[:0], p.hash))
+		w.Write(binary.LittleEndian.AppendUint64(w.tmp[:0], uint64(p.off)))
+	}
+	return run, nil
 }
 
-// openRun reopens the run just written in f for lookups: its sparse index
-// and Bloom filter are rebuilt by reading it back.
-func (c *snapCapture) openRun(f *os.File, start, end int64, n int) (*settledStore, error) {
-	st := &settledStore{f: f, start: start, end: end, n: n, filter: newBloom(n)}
-	i := 0
-	err := st.each(func(r *settledRec) error {
-		st.filter.add(r.hash)
-		i++
-		return nil
-	})
-	if err != nil {
-		return nil, err
+// runOrder hashes each of rs and returns them in run order. It sorts
+// hashes and indexes (16 bytes), not the records, by radix; only records
+// of equal hashes are compared.
+func runOrder(rs []settledRec) []hashIdx {
+	keys := make([]hashIdx, len(rs))
+	for i := range rs {
+		rs[i].hash = stableHash(rs[i].productID, rs[i].id)
+		keys[i] = hashIdx{rs[i].hash, int32(i)}
 	}
-	// The offsets of index points: walk again, counting bytes.
-	off := int64(0)
-	k := 0
-	err = st.each(func(r *settledRec) error {
-		if k%settledIndexEvery == 0 {
-			st.index = append(st.index, settledPoint{hash: r.hash, off: off})
+	sortRun(rs, keys)
+	return keys
+}
+
+// sortRun sorts keys, the hashes and indexes of rs, in run order.
+func sortRun(rs []settledRec, keys []hashIdx) {
+	radixSortHashes(keys)
+	for i := 0; i < len(keys); {
+		j := i + 1
+		for j < len(keys) && keys[j].hash == keys[i].hash {
+			j++
 		}
-		off += settledBytes(r)
-		k++
-		return nil
-	})
-	return st, err
+		if j-i > 1 {
+			slices.SortFunc(keys[i:j], func(a, b hashIdx) int { return compareSettled(&rs[a.i], &rs[b.i]) })
+		}
+		i = j
+	}
+}
+
+// radixSortHashes sorts keys by hash: four passes of 16 bits.
+func radixSortHashes(keys []hashIdx) {
+	if len(keys) < 1<<12 {
+		slices.SortFunc(keys, func(a, b hashIdx) int { return cmp.Compare(a.hash, b.hash) })
+		return
+	}
+	src, dst := keys, make([]hashIdx, len(keys))
+	count := make([]int, 1<<16)
+	for shift := 0; shift < 64; shift += 16 {
+		clear(count)
+		for _, k := range src {
+			count[k.hash>>shift&0xffff]++
+		}
+		sum := 0
+		for i, c := range count {
+			count[i], sum = sum, sum+c
+		}
+		for _, k := range src {
+			d := k.hash >> shift & 0xffff
+			dst[count[d]] = k
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	// Four passes: the last wrote into keys.
+}
+
+type idIdx struct {
+	id string
+	i  int32
+}
+
+type hashIdx struct {
+	hash uint64
+	i    int32
+}
+
+// settledIter walks a run in a file, or a slice in the given order.
+type settledIter struct {
+	r     *snapReader
+	left  int
+	fresh []settledRec
+	order []hashIdx
+	rec   settledRec
+	raw   []byte      // rec's bytes in the file, until the next read
+	named bool        // rec's ids are decoded
+	cur   *settledRec // nil at the end
+	err   error
+}
+
+func (st *settledStore) iter() *settledIter {
+	return &settledIter{r: newSnapReader(st.f, st.start, st.end), left: st.n}
+}
+
+func (it *settledIter) next() {
+	it.cur, it.raw = nil, nil
+	switch {
+	case it.err != nil:
+	case it.r == nil:
+		if len(it.order) > 0 {
+			it.cur, it.order = &it.fresh[it.order[0].i], it.order[1:]
+		}
+	case it.left > 0:
+		it.raw = it.r.record()
+		if it.err = it.r.err; it.err != nil {
+			it.err = fmt.Errorf("settled reservations of %s: %w", it.r.f.(*os.File).Name(), it.err)
+			return
+		}
+		it.rec = settledRec{hash: binary.LittleEndian.Uint64(it.raw)}
+		it.named = false
+		it.left--
+		it.cur = &it.rec
+	}
+}
+
+// ids returns the current record with its ids, decoding them if it came
+// from a file.
+func (it *settledIter) ids() *settledRec {
+	if it.raw != nil && !it.named {
+		d := snapDecoder{b: it.raw}
+		if err := d.settled(&it.rec); err != nil && it.err == nil {
+			it.err = err
+		}
+		it.named = true
+	}
+	return it.cur
 }
 
 // settledBytes is the encoded size of r.
@@ -303,32 +484,14 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 	s.lastAt = r.varint()
 	s.maxTx = r.uvarint()
 	s.snapMaxTx = s.maxTx
-	np := r.count(1 << 40)
-	// One map sized once and one array of products: a million products
-	// load without a million allocations or a growing map.
-	s.products = make(map[string]*product, np)
-	all := make([]product, np)
-	for k := range np {
-		if r.err != nil {
-			break
-		}
-		id := r.str()
-		p := &all[k]
-		*p = product{id: id, onHand: r.varint(), reserved: r.varint(), version: r.varint(), updatedAt: r.varint()}
-		if r.err == nil && (p.version < 1 || p.version > 1<<40) {
-			return fmt.Errorf("product %q at version %d", id, p.version)
-		}
-		p.snapLocs, p.locOff = p.version, r.pos
-		if r.err == nil {
-			_, r.err = r.br.Discard(int(8 * p.version))
-			r.pos += 8 * p.version
-		}
-		if _, dup := s.products[id]; dup {
-			return fmt.Errorf("product %q twice", id)
-		}
-		s.products[id] = p
+	if err := s.restoreProducts(r); err != nil {
+		return err
 	}
-	slabN := r.count(1 << 31)
+	// Counts are bounded by the bytes left (each item takes one at least,
+	// a hold slot one in the holds or the free list), so that a body whose
+	// checksum is right by chance cannot make the load allocate more than
+	// the file holds.
+	slabN := r.count(min(1<<31, r.left()))
 	nh := r.count(slabN)
 	for range slabN {
 		s.holds.grow()
@@ -357,13 +520,13 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 		s.free = append(s.free, int32(r.count(slabN-1)))
 	}
 	s.ages.span = r.varint()
-	nc := r.count(1 << 40)
+	nc := r.count(r.left())
 	for range nc {
 		if r.err != nil {
 			break
 		}
 		first, last := r.varint(), r.varint()
-		nk := r.count(1 << 40)
+		nk := r.count(r.left())
 		ch := ageChunk{first: first, last: last, keys: make([]agedKey, 0, nk)}
 		for range nk {
 			k := agedKey{product: r.str(), key: r.str(), fp: r.uvarint(), version: r.varint()}
@@ -380,7 +543,7 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 		s.ages.n += len(ch.keys)
 	}
 	d := newDecoder()
-	nt := r.count(1 << 30)
+	nt := r.count(min(1<<30, r.left()))
 	for range nt {
 		if r.err != nil {
 			break
@@ -420,6 +583,81 @@ func (s *State) restore(r *snapReader, keysFrom int64) error {
 	}
 	return r.err
 }
+
+// restoreProducts reads the products of a snapshot body into the empty
+// state s: one map sized once, one array of products and one string of
+// their ids, so that a million products load without a million
+// allocations or a growing map. The ids are in order, which rules out
+// twins. With many products a second goroutine fills the map (its inserts
+// are half the cost) while this one parses.
+func (s *State) restoreProducts(r *snapReader) error {
+	// Each product takes at least 13 bytes: 5 varints and a locator.
+	np := r.count(int(r.end-r.pos) / 13)
+	ids := r.block(r.count(int(r.end - r.pos)))
+	s.products = make(map[string]*product, np)
+	all := make([]product, np)
+	parsed := 0
+	fill := func(to int) {
+		for k := parsed; k < to; k++ {
+			s.products[all[k].id] = &all[k]
+		}
+		parsed = to
+	}
+	insert := fill
+	if np >= productsInParallel {
+		ready := make(chan int, 16)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for to := range ready {
+				fill(to)
+			}
+		}()
+		defer func() { <-done }()
+		defer close(ready)
+		insert = func(to int) { ready <- to }
+	}
+	off, locs := 0, int64(0)
+	k := 0
+	for ; k < np; k++ {
+		if k%4096 == 0 {
+			insert(k)
+		}
+		n := r.count(len(ids) - off)
+		if r.err != nil {
+			break
+		}
+		id := ids[off : off+n]
+		off += n
+		if k > 0 && id <= all[k-1].id {
+			return fmt.Errorf("product %q after %q", id, all[k-1].id)
+		}
+		p := &all[k]
+		*p = product{id: id, onHand: r.varint(), reserved: r.varint(), version: r.varint(), updatedAt: r.varint()}
+		if r.err == nil && (p.version < 1 || p.version > 1<<40) {
+			return fmt.Errorf("product %q at version %d", id, p.version)
+		}
+		// Relative to the locators block for now.
+		p.snapLocs, p.locOff = p.version, locs
+		if locs += 8 * p.version; locs > r.end-r.pos {
+			return fmt.Errorf("locators past the end of the file")
+		}
+	}
+	insert(k)
+	if r.err == nil && off != len(ids) {
+		return fmt.Errorf("%d bytes of product ids left", len(ids)-off)
+	}
+	base := r.pos
+	for k := range all {
+		all[k].locOff += base
+	}
+	r.skip(locs)
+	return r.err
+}
+
+// productsInParallel is the count of products from which a load fills
+// the map on a second goroutine.
+var productsInParallel = 1 << 16
 
 // resetLoaded empties s after a snapshot failed to load into it.
 func (s *State) resetLoaded() {
@@ -534,6 +772,7 @@ func (s *State) adopt(store *settledStore, c *snapCapture) {
 	}
 	old := s.store
 	s.store = store
+	s.closeSpills()
 	// The locators the snapshot holds leave RAM.
 	for i := range c.products {
 		cp := &c.products[i]
@@ -615,7 +854,7 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 	}
 	ld := &loaded{st: st, snapped: st.entries}
 	st.beginReplay(keysFrom)
-	seen, snapFailed := false, false
+	seen, spillFailed := false, false
 	apply := replayer(st)
 	replay := func(loc uint64, rec []byte) error {
 		if found && loc <= after {
@@ -626,12 +865,11 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 		if err := apply(loc, rec); err != nil {
 			return err
 		}
-		if len(st.fresh) >= freshReplayMax && !snapFailed && st.collect == nil && !st.cont.pending {
-			// A long replay moves what it settled to a snapshot on the way.
-			if err := e.snapshotNow(i, st, loc); err != nil {
-				snapFailed = true
-				e.m.snapshots.failures.Inc()
-				e.cfg.Logger.Error("snapshot during the replay not written; settled reservations stay in RAM", "shard", i, "err", err)
+		if len(st.fresh) >= freshReplayMax && !spillFailed && e.cfg.SnapshotDir != nil {
+			// A long replay moves what it settled to a file on the way.
+			if err := st.spill(e.cfg.SnapshotDir(i)); err != nil {
+				spillFailed = true
+				e.cfg.Logger.Error("settled reservations not spilled during the replay; they stay in RAM", "shard", i, "err", err)
 			}
 		}
 		return nil
@@ -655,10 +893,14 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 			j.Close()
 		}
 		st.store.close()
+		st.closeSpills()
 		if found {
 			// The snapshot and the log disagree: trust the log.
 			e.m.snapshots.skipped.Inc()
 			e.cfg.Logger.Warn("snapshot does not fit the journal: replaying the whole journal", "shard", i, "err", err)
+			if opened && !seen {
+				e.setAside(i, after)
+			}
 			return e.loadShard(i, open, true)
 		}
 		return nil, err
@@ -670,9 +912,25 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 	if err := e.settleFresh(i, ld); err != nil {
 		j.Close()
 		st.store.close()
+		st.closeSpills()
 		return nil, err
 	}
 	return ld, nil
+}
+
+// setAside renames shard i's snapshot covering the journal up to after,
+// which the journal does not hold, to <name>.ahead, out of the snapshots
+// start-up reads. Such a snapshot covers records that never became
+// durable (a start-up snapshot of a tail lost to a power cut): left in
+// place, it would be trusted again once the journal grows past its
+// locator with other records.
+func (e *Engine) setAside(i int, after uint64) {
+	path := filepath.Join(e.cfg.SnapshotDir(i), snapName(after))
+	if err := os.Rename(path, path+snapAheadSuffix); err != nil {
+		e.cfg.Logger.Error("snapshot ahead of the journal not set aside", "shard", i, "path", path, "err", err)
+		return
+	}
+	e.cfg.Logger.Warn("snapshot ahead of the journal set aside", "shard", i, "path", path+snapAheadSuffix)
 }
 
 // freshIndexMax is the most reservations settled in the replayed log that
@@ -684,23 +942,75 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 var freshIndexMax = 1 << 16
 
 // freshReplayMax bounds the settled reservations a replay holds in RAM
-// with their ids (about 60 B each, 60 MB at most): past it, it writes a snapshot of the
-// state at that record and goes on. The records it covers were read from
-// the journal's files; should they not survive (a tail not yet fsynced and
-// a power cut), start-up finds the snapshot ahead of the journal and does
-// not trust it.
+// with their ids (about 60 B each, 60 MB at most): past it, it sorts them
+// into a run in an unnamed file (State.spill) and goes on. The snapshot
+// at the end of the replay merges the runs; the replay writes no other.
+// An unnamed file needs no cleaning after a crash.
 var freshReplayMax = 1 << 20
 
+// spill moves the reservations of fresh, sorted, to a new unnamed file in
+// dir, for the next snapshot to merge.
+func (s *State) spill(dir string) error {
+	if err := MakeDir(dir); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "spill-*"+snapSuffix+snapTmpSuffix)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return err
+	}
+	w := &snapWriter{bw: bufio.NewWriterSize(f, 256<<10)}
+	for _, k := range runOrder(s.fresh) {
+		w.settled(&s.fresh[k.i])
+	}
+	if err := w.bw.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("spill settled reservations: %w", err)
+	}
+	s.spills = append(s.spills, &settledStore{f: f, end: w.n, n: len(s.fresh)})
+	// The next ones fill the same array.
+	clear(s.fresh)
+	s.fresh = s.fresh[:0]
+	return nil
+}
+
+// unspill moves the spilled reservations back to fresh, after the
+// snapshot that was to merge them failed.
+func (s *State) unspill() error {
+	var back []settledRec
+	for _, sp := range s.spills {
+		if err := sp.each(func(r *settledRec) error { back = append(back, *r); return nil }); err != nil {
+			return err
+		}
+	}
+	s.closeSpills()
+	s.fresh = append(back, s.fresh...)
+	return nil
+}
+
+func (s *State) closeSpills() {
+	for _, sp := range s.spills {
+		sp.close()
+	}
+	s.spills = nil
+}
+
 // snapshotNow writes a snapshot of st, covering the journal up to loc, and
-// adopts it; called from the replay.
+// adopts it; called at the end of the replay. The records it covers were
+// read from the journal's files; should they not survive (a tail not yet
+// fsynced and a power cut), start-up finds the snapshot ahead of the
+// journal and does not trust it.
 func (e *Engine) snapshotNow(i int, st *State, loc uint64) error {
 	c := st.capture(loc, max(e.cfg.Clock(), st.lastAt), e.cfg.Shards)
 	store, info, err := writeSnapshot(e.cfg.SnapshotDir(i), c, func() bool { return true })
 	if err != nil {
 		st.adopt(nil, nil)
-		return fmt.Errorf("snapshot during the replay: %w", err)
+		return fmt.Errorf("snapshot after the replay: %w", err)
 	}
-	e.cfg.Logger.Info("snapshot written during the replay", "shard", i, "path", info.Path, "bytes", info.Bytes)
+	e.cfg.Logger.Info("snapshot written after the replay", "shard", i, "path", info.Path, "bytes", info.Bytes)
 	st.adopt(store, c)
 	return nil
 }
@@ -709,7 +1019,7 @@ func (e *Engine) snapshotNow(i int, st *State, loc uint64) error {
 // in a snapshot written now if there are many, else in the in-memory index.
 func (e *Engine) settleFresh(i int, ld *loaded) error {
 	st := ld.st
-	if len(st.fresh) > freshIndexMax {
+	if len(st.fresh) > freshIndexMax || len(st.spills) > 0 {
 		err := e.snapshotNow(i, st, ld.lastLoc)
 		if err == nil {
 			ld.snapped = st.entries
@@ -717,6 +1027,9 @@ func (e *Engine) settleFresh(i int, ld *loaded) error {
 		}
 		e.m.snapshots.failures.Inc()
 		e.cfg.Logger.Error("snapshot after the replay not written; its settled reservations stay in RAM", "shard", i, "err", err)
+		if err := st.unspill(); err != nil {
+			return err
+		}
 	}
 	return st.indexFresh()
 }

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,7 +10,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,7 +133,13 @@ func sameMeaning(a, b *State, log []Entry) string {
 // reservations of the one before), the newest snapshot plus the log after
 // it gives the state a full replay gives, and the live state.
 func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
+	defer func(n int) { productsInParallel = n }(productsInParallel)
 	for seed := uint64(1); seed <= 40; seed++ {
+		// Odd seeds load their products on two goroutines.
+		productsInParallel = 1 << 16
+		if seed%2 == 1 {
+			productsInParallel = 1
+		}
 		r := rand.New(rand.NewPCG(seed, 7))
 		m := newMachine(t)
 		m.s.keepFresh = true
@@ -546,6 +555,9 @@ func TestLongReplayWritesSnapshot(t *testing.T) {
 		if after := te.ledger(products, resvs); after != before {
 			t.Fatalf("limit %d:\n%s\nwant\n%s", limit, after, before)
 		}
+		if limit == 5 && len(infos) != 1 {
+			t.Errorf("limit %d: %d snapshots after the replay, want one, at its end", limit, len(infos))
+		}
 		for _, r := range resvs {
 			if _, err := te.Write(context.Background(), reserve(r[0], r[1], 1)); err == nil || err.Code != CodeReservationExists {
 				t.Fatalf("limit %d: reservation %v reused: %v", limit, r, err)
@@ -564,4 +576,330 @@ func allLocs(s *State, p *product) []uint64 {
 		panic(err)
 	}
 	return locs
+}
+
+// TestLongReplaySnapshotFails: when the snapshot that ends a long replay
+// cannot be written, the reservations the replay spilled come back to RAM:
+// reads and refusals are those of the log, and the next start (the disk
+// mended) writes the snapshot.
+func TestLongReplaySnapshotFails(t *testing.T) {
+	te := startEngine(t, 1)
+	products, resvs := te.workload("a", 30)
+	before := te.ledger(products, resvs)
+	if err := te.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func(a, b int) { freshIndexMax, freshReplayMax = a, b }(freshIndexMax, freshReplayMax)
+	freshIndexMax, freshReplayMax = 5, 8
+	dir := t.TempDir()
+	te.cfg.SnapshotDir = func(i int) string { return SnapshotDir(dir, i) }
+	fail := func(step string) error {
+		if step == stepRename {
+			return errors.New("disk gone")
+		}
+		return nil
+	}
+	snapFaults.Store(&fail)
+	te.open()
+	snapFaults.Store(nil)
+	if n := snapshotCount(t, dir, 1); n != 0 {
+		t.Fatalf("%d snapshots after a failed write", n)
+	}
+	if after := te.ledger(products, resvs); after != before {
+		t.Fatalf("after a failed snapshot:\n%s\nwant\n%s", after, before)
+	}
+	for _, r := range resvs {
+		if _, err := te.Write(context.Background(), reserve(r[0], r[1], 1)); err == nil || err.Code != CodeReservationExists {
+			t.Fatalf("reservation %v reused: %v", r, err)
+		}
+	}
+	te.restart()
+	if n := snapshotCount(t, dir, 1); n == 0 {
+		t.Error("no snapshot after a start that could write one")
+	}
+	if after := te.ledger(products, resvs); after != before {
+		t.Fatalf("after the next start:\n%s\nwant\n%s", after, before)
+	}
+	te.cfg.SnapshotDir = nil
+	if err := te.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSpilledRunsMerge: the run of the previous snapshot, reservations
+// spilled in several runs, and those settled since merge into one
+// snapshot run that answers every one of them; unspilled, they come back
+// to RAM whole.
+func TestSpilledRunsMerge(t *testing.T) {
+	for _, back := range []bool{false, true} {
+		m := newMachine(t)
+		m.s.keepFresh = true
+		dir := t.TempDir()
+		for i := range 90 {
+			p, id := fmt.Sprintf("p%d", i%4), fmt.Sprintf("r%d", i)
+			m.must(add(p, 1))
+			m.must(reserve(p, id, 1))
+			m.must(commit(p, id, 0))
+			if i == 9 && !back {
+				snapshotAt(t, m.s, dir, uint64(len(m.log)), m.now)
+			}
+			if i%30 == 29 && i < 89 {
+				if err := m.s.spill(dir); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if len(m.s.spills) != 2 || len(m.s.fresh) != 30 {
+			t.Fatalf("%d spills, %d fresh; want 2 and 30", len(m.s.spills), len(m.s.fresh))
+		}
+		if infos, _ := ListSnapshots(dir); len(infos) > 1 {
+			t.Errorf("spills made snapshots: %v", infos)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) > 1 {
+			t.Errorf("spill files are named: %v", ents)
+		}
+		if back {
+			if err := m.s.unspill(); err != nil {
+				t.Fatal(err)
+			}
+			if len(m.s.fresh) != 90 || len(m.s.spills) != 0 {
+				t.Fatalf("unspilled: %d fresh, %d spills", len(m.s.fresh), len(m.s.spills))
+			}
+			m.s.store.close()
+			continue
+		}
+		snapshotAt(t, m.s, dir, uint64(len(m.log)), m.now)
+		if len(m.s.spills) != 0 {
+			t.Error("spills kept after the snapshot merged them")
+		}
+		loaded, _ := loadAndReplay(t, dir, m.log)
+		for i := range 90 {
+			p, id := fmt.Sprintf("p%d", i%4), fmt.Sprintf("r%d", i)
+			if r, ok, err := loaded.reservation(p, id); err != nil || !ok || r.state() != StateCommitted {
+				t.Fatalf("reservation %s/%s after the load: %v %v %v", p, id, r.state(), ok, err)
+			}
+		}
+		if loaded.store.n != 90 {
+			t.Errorf("run of %d, want 90", loaded.store.n)
+		}
+		loaded.store.close()
+		m.s.store.close()
+	}
+}
+
+// TestSnapshotSectionsChecked: a snapshot whose checksum is right but whose
+// product ids, Bloom filter or sparse index do not fit is refused with a
+// reason, and so is a file of format version 1.
+func TestSnapshotSectionsChecked(t *testing.T) {
+	damages := []struct {
+		name, want string
+		fn         func([]byte) []byte
+	}{
+		{"ids out of order", "after", func(b []byte) []byte {
+			i := bytes.Index(b, []byte("prod-oneprod-two"))
+			copy(b[i:], "prod-twoprod-one")
+			return b
+		}},
+		{"index point off", "index point 0", func(b []byte) []byte { b[len(b)-snapTrailerBytes-8] ^= 1; return b }},
+		{"index count", "index of", func(b []byte) []byte { b[len(b)-snapTrailerBytes-17]++; return b }},
+		{"Bloom blocks", "Bloom filter of", func(b []byte) []byte { b[len(b)-snapTrailerBytes-17-64-1]++; return b }},
+		{"version 1", "format version 1", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 1); return b }},
+	}
+	for _, d := range damages {
+		t.Run(d.name, func(t *testing.T) {
+			m := newMachine(t)
+			m.s.keepFresh = true
+			dir := t.TempDir()
+			m.must(add("prod-one", 5))
+			m.must(add("prod-two", 5))
+			m.must(reserve("prod-one", "r1", 2))
+			m.must(commit("prod-one", "r1", 0))
+			m.must(reserve("prod-two", "r2", 1))
+			m.must(release("prod-two", "r2"))
+			snapshotAt(t, m.s, dir, uint64(len(m.log)), m.now)
+			m.s.store.close()
+			infos, _ := ListSnapshots(dir)
+			rewriteSnapshot(t, infos[0].Path, true, d.fn)
+			st := NewState(0, int64(RetentionDefault))
+			_, found, skipped, err := LoadSnapshot(dir, 0, 1, st)
+			if err != nil || found || len(skipped) != 1 || !strings.Contains(skipped[0].Error(), d.want) {
+				t.Fatalf("found %v, skipped %v, err %v; want it skipped for %q", found, skipped, err, d.want)
+			}
+			if st.Products() != 0 {
+				t.Errorf("%d products left in the state", st.Products())
+			}
+		})
+	}
+}
+
+// TestRunOrder: the radix order of a run is that of compareSettled, below
+// and above the radix threshold, also with hashes made equal (collisions).
+func TestRunOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 100, 5000} {
+		for _, collide := range []bool{false, true} {
+			rs := make([]settledRec, n)
+			keys := make([]hashIdx, n)
+			for i := range rs {
+				rs[i] = settledRec{productID: fmt.Sprintf("p%d", r.IntN(50)), id: fmt.Sprintf("r%d", i)}
+				rs[i].hash = stableHash(rs[i].productID, rs[i].id)
+				if collide && i%3 == 0 {
+					rs[i].hash = uint64(i % 7)
+				}
+				keys[i] = hashIdx{rs[i].hash, int32(i)}
+			}
+			sortRun(rs, keys)
+			want := slices.Clone(rs)
+			slices.SortFunc(want, func(a, b settledRec) int { return compareSettled(&a, &b) })
+			for i, k := range keys {
+				if got := rs[k.i]; got.hash != want[i].hash || got.productID != want[i].productID || got.id != want[i].id {
+					t.Fatalf("n %d, collisions %v: record %d is %+v, want %+v", n, collide, i, got, want[i])
+				}
+			}
+		}
+	}
+}
+
+// TestSettledTwiceRefused: a reservation both in a spilled run and among
+// those settled since (a corrupt log) fails the snapshot, which names it.
+func TestSettledTwiceRefused(t *testing.T) {
+	m := newMachine(t)
+	m.s.keepFresh = true
+	dir := t.TempDir()
+	for i := range 5 {
+		id := fmt.Sprintf("r%d", i)
+		m.must(add("p", 1))
+		m.must(reserve("p", id, 1))
+		m.must(commit("p", id, 0))
+	}
+	twin := m.s.fresh[2]
+	if err := m.s.spill(dir); err != nil {
+		t.Fatal(err)
+	}
+	m.s.fresh = append(m.s.fresh, twin)
+	c := m.s.capture(uint64(len(m.log)), m.now, 1)
+	_, _, err := writeSnapshot(dir, c, func() bool { return true })
+	if err == nil || !strings.Contains(err.Error(), `"r2" of product "p" settled twice`) {
+		t.Fatalf("snapshot with a twin: %v", err)
+	}
+	m.s.adopt(nil, nil)
+	m.s.closeSpills()
+	if infos, _ := ListSnapshots(dir); len(infos) != 0 {
+		t.Errorf("a snapshot was written: %v", infos)
+	}
+}
+
+// TestPauseGCRestores: overlapping pauses of the collector (two shards
+// loading at once) leave it off until the last ends, with a memory limit,
+// then restore the settings found.
+func TestPauseGCRestores(t *testing.T) {
+	percent := debug.SetGCPercent(150)
+	limit := debug.SetMemoryLimit(1 << 40)
+	defer func() { debug.SetGCPercent(percent); debug.SetMemoryLimit(limit) }()
+	a := pauseGC(64 << 20)
+	b := pauseGC(64 << 20)
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Errorf("GC percent %d during two loads, want off", p)
+	}
+	if l := debug.SetMemoryLimit(-1); l >= 1<<40 {
+		t.Errorf("memory limit %d during the loads, want one below the one set before", l)
+	}
+	a()
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Errorf("GC percent %d with one load left, want off", p)
+	}
+	b()
+	if p := debug.SetGCPercent(-1); p != 150 {
+		t.Errorf("GC percent %d after the loads, want 150", p)
+	}
+	debug.SetGCPercent(150)
+	if l := debug.SetMemoryLimit(-1); l != 1<<40 {
+		t.Errorf("memory limit %d after the loads, want %d", l, int64(1<<40))
+	}
+}
+
+// FuzzLoadSnapshot feeds any body, between a right header and a trailer
+// whose checksum matches (so that the parser, not the checksum, has to
+// refuse it), to the load: it must never panic, and a body it refuses
+// leaves nothing behind it reports as loaded.
+func FuzzLoadSnapshot(f *testing.F) {
+	dir := f.TempDir()
+	m := newMachine(new(testing.T))
+	m.s.keepFresh = true
+	for i := range 70 {
+		p, id := fmt.Sprintf("p%d", i%3), fmt.Sprintf("r%d", i)
+		m.must(add(p, 2))
+		m.must(reserve(p, id, 1))
+		if i%2 == 0 {
+			m.must(commit(p, id, 0))
+		}
+	}
+	c := m.s.capture(uint64(len(m.log)), m.now, 1)
+	store, info, err := writeSnapshot(dir, c, func() bool { return true })
+	if err != nil {
+		f.Fatal(err)
+	}
+	store.close()
+	b, err := os.ReadFile(info.Path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	head := b[:snapHeaderBytes]
+	f.Add(b[snapHeaderBytes : len(b)-snapTrailerBytes])
+	f.Add([]byte{})
+	f.Add([]byte{1, 2, 3, 4})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		file := append(append(slices.Clone(head), body...), make([]byte, snapTrailerBytes)...)
+		n := len(file) - snapTrailerBytes
+		binary.LittleEndian.PutUint32(file[n:], crc32.Checksum(file[:n], crcTable))
+		copy(file[n+4:], snapEnd)
+		path := filepath.Join(t.TempDir(), snapName(1))
+		if err := os.WriteFile(path, file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st := NewState(0, int64(RetentionDefault))
+		if _, err := loadSnapshot(path, 0, 1, st, 0); err == nil {
+			// Accepted: every settled reservation it claims reads back.
+			err := st.store.each(func(*settledRec) error { return nil })
+			st.store.close()
+			if err != nil {
+				t.Fatalf("accepted a run that does not read: %v", err)
+			}
+		}
+	})
+}
+
+// TestSnapshotAheadOfJournalSetAside: a snapshot covering records the
+// journal does not hold (a start-up snapshot of a tail a power cut took)
+// is set aside, not only skipped: once the journal grows past its locator
+// with other records, the next start still replays the journal, and does
+// not take the old state for the new one.
+func TestSnapshotAheadOfJournalSetAside(t *testing.T) {
+	te := snapEngine(t, 1, 1000)
+	te.workload("a", 20)
+	if err := te.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dir := te.cfg.SnapshotDir(0)
+	infos, _ := ListSnapshots(dir)
+	if len(infos) != 1 {
+		t.Fatalf("%d snapshots after a graceful stop", len(infos))
+	}
+	te.js = shardtest.Journals(1) // the journal lost everything
+	te.open()
+	if s, err := te.Stock(context.Background(), "p0"); err == nil {
+		t.Fatalf("p0 %+v from a journal that holds nothing", s)
+	}
+	if _, err := os.Stat(infos[0].Path + snapAheadSuffix); err != nil {
+		t.Fatalf("snapshot not set aside: %v", err)
+	}
+	products, resvs := te.workload("b", 40) // past the old snapshot's locator
+	before := te.ledger(products, resvs)
+	if n := snapshotCount(t, filepath.Dir(filepath.Dir(dir)), 1); n != 0 {
+		t.Fatalf("%d snapshots written since", n)
+	}
+	te.open() // a crash: no final snapshot
+	if after := te.ledger(products, resvs); after != before {
+		t.Fatalf("after a crash:\n%s\nwant\n%s", after, before)
+	}
 }

@@ -90,6 +90,10 @@ type State struct {
 	fresh     []settledRec
 	sent      []settledRec // fresh when the snapshot being written was captured
 	keepFresh bool
+	// spills are runs of reservations a long replay settled, moved from
+	// fresh to unnamed files (State.spill) until the snapshot at its end
+	// merges them.
+	spills []*settledStore
 	// recentTx are the outcomes of the last txs resolved here, a ring from
 	// recentNext (snapshot.go); snapMaxTx is the largest tx named by the
 	// snapshot this state was loaded from.

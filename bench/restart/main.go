@@ -14,14 +14,26 @@
 // SIGTERM. -no-snapshot removes the snapshots before each run (a full
 // replay); otherwise the first run's graceful stop leaves one if none is
 // there. It prints one line per run and the medians.
+//
+// With -history PRODUCT, each run, once ready, also times pages of 100
+// history entries of PRODUCT over HTTP (GET .../transactions?after=N
+// &limit=100, the body read whole): the oldest page, one from the middle,
+// the newest the snapshot holds, and, after writing 300 entries to it, a
+// page of those (still in RAM); -pages requests each, median and 99th
+// percentile printed per kind.
+//
+//	go run ./bench/restart -gen -dir /tmp/hot -entries 10000000 -products 1
+//	go run ./bench/restart -dir /tmp/hot -bin /tmp/inventoryd -runs 3 -history sku-0
 package main
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +49,11 @@ import (
 	"github.com/inventory-ledger/inventory/wal"
 )
 
+var (
+	history string
+	pages   int
+)
+
 func main() {
 	dir := flag.String("dir", "", "data directory")
 	gen := flag.Bool("gen", false, "write the ledger first (the directory must not exist)")
@@ -45,6 +62,8 @@ func main() {
 	bin := flag.String("bin", "", "inventoryd binary to measure")
 	runs := flag.Int("runs", 5, "restarts to measure")
 	noSnap := flag.Bool("no-snapshot", false, "remove snapshots before each run")
+	flag.StringVar(&history, "history", "", "product whose history pages to time once ready")
+	flag.IntVar(&pages, "pages", 200, "requests per kind of history page")
 	flag.Parse()
 	if err := run(*dir, *gen, *entries, *products, *bin, *runs, *noSnap); err != nil {
 		fmt.Fprintln(os.Stderr, "restart:", err)
@@ -199,7 +218,81 @@ func measure(bin, dir string) (time.Duration, float64, float64, error) {
 	}
 	d := time.Since(start)
 	rss, hwm, err := memory(cmd.Process.Pid)
+	if err == nil && history != "" {
+		err = timeHistory(client, "http://"+addr, history)
+	}
 	return d, rss, hwm, err
+}
+
+// timeHistory times pages of 100 entries of product's history, as the
+// package comment says.
+func timeHistory(client *http.Client, base, product string) error {
+	var stock struct {
+		Version int64 `json:"version"`
+	}
+	if err := getJSON(client, base+"/v1/products/"+product, &stock); err != nil {
+		return err
+	}
+	v := stock.Version
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	for b := range 3 {
+		var ops []string
+		for i := range 100 {
+			ops = append(ops, fmt.Sprintf(`{"product_id":%q,"type":"ADD","quantity":1,"idempotency_key":"h%s-%d-%d"}`, product, run, b, i))
+		}
+		body := `{"atomic":false,"ops":[` + strings.Join(ops, ",") + `]}`
+		resp, err := client.Post(base+"/v1/batch", "application/json", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("batch: status %d", resp.StatusCode)
+		}
+	}
+	kinds := []struct {
+		name  string
+		after int64
+	}{
+		{"oldest", 0}, {"middle", v / 2}, {"newest in the snapshot", v - 100}, {"written since the start", v + 100},
+	}
+	for _, k := range kinds {
+		var ds []float64
+		for range pages {
+			t := time.Now()
+			var page struct {
+				Transactions []json.RawMessage `json:"transactions"`
+			}
+			if err := getJSON(client, fmt.Sprintf("%s/v1/products/%s/transactions?after=%d&limit=100", base, product, k.after), &page); err != nil {
+				return err
+			}
+			ds = append(ds, float64(time.Since(t).Microseconds())/1000)
+			if len(page.Transactions) != 100 {
+				return fmt.Errorf("page after %d: %d entries", k.after, len(page.Transactions))
+			}
+		}
+		slices.Sort(ds)
+		fmt.Printf("  history page of 100, %s (after=%d of %d): median %.2f ms, p99 %.2f ms\n",
+			k.name, k.after, v+300, ds[len(ds)/2], ds[len(ds)*99/100])
+	}
+	return nil
+}
+
+func getJSON(client *http.Client, url string, v any) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d: %s", url, resp.StatusCode, b)
+	}
+	return json.Unmarshal(b, v)
 }
 
 // memory reads VmRSS and VmHWM of process pid, in MiB.
