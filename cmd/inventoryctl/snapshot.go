@@ -60,10 +60,13 @@ func snapshotDir(dir, archive string, retention time.Duration, segment int, out,
 	if err := opts.Validate(); err != nil {
 		return err
 	}
-	before := make([]uint64, shards)
+	// The newest snapshot file of each shard before, to tell a snapshot
+	// written now (a new file, also when it replaces one of the same name,
+	// as after a format upgrade) from one left as it was.
+	before := make([]os.FileInfo, shards)
 	for i := range shards {
 		if infos, _ := shard.ListSnapshots(shard.SnapshotDir(dir, i)); len(infos) > 0 {
-			before[i] = infos[0].Loc
+			before[i], _ = os.Stat(infos[0].Path)
 		}
 	}
 	if archive == "" {
@@ -108,10 +111,14 @@ func snapshotDir(dir, archive string, retention time.Duration, segment int, out,
 		if err != nil {
 			return err
 		}
+		var now os.FileInfo
+		if len(infos) > 0 {
+			now, _ = os.Stat(infos[0].Path)
+		}
 		switch {
 		case len(infos) == 0:
 			fmt.Fprintf(out, "shard %d: empty journal, no snapshot\n", i)
-		case infos[0].Loc == before[i]:
+		case before[i] != nil && now != nil && os.SameFile(before[i], now):
 			fmt.Fprintf(out, "shard %d: up to date: %s\n", i, infos[0].Path)
 		default:
 			fmt.Fprintf(out, "shard %d: wrote %s (%d bytes)\n", i, infos[0].Path, infos[0].Bytes)

@@ -103,6 +103,19 @@ func TestSnapshotCommand(t *testing.T) {
 	if code := run([]string{"snapshot", "--data-dir", dir}, &out, &errOut); code != 0 || strings.Count(out.String(), "up to date") != 2 {
 		t.Errorf("second run: exit %d, %q; want both shards up to date", code, out.String())
 	}
+	// A damaged snapshot is written again, under the same name, and said so.
+	infos, _ := shard.ListSnapshots(shard.SnapshotDir(dir, 0))
+	if err := os.WriteFile(infos[0].Path, []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run([]string{"snapshot", "--data-dir", dir}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "shard 0: wrote") || !strings.Contains(out.String(), "shard 1: up to date") {
+		t.Errorf("run after damage: exit %d, %q; want shard 0 written, shard 1 up to date", code, out.String())
+	}
+	if _, err := shard.ReadSnapshot(infos[0].Path, 0, 2); err != nil {
+		t.Errorf("the snapshot written again: %v", err)
+	}
 }
 
 func TestSnapshotCommandRefuses(t *testing.T) {
