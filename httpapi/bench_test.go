@@ -40,31 +40,50 @@ func benchReserve(b *testing.B, o serverOptions, products int) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		n := seq.Add(1)
-		path := "/v1/products/sku-" + strconv.Itoa(int(n)%products) + "/transactions"
-		u, _ := url.Parse(path)
-		body := &bytes.Reader{}
-		r := &http.Request{Method: "POST", URL: u, RequestURI: path, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-			Header: http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {""}}, Body: io.NopCloser(body), Host: "x"}
-		if o.token != "" {
-			r.Header["Authorization"] = []string{"Bearer " + o.token}
-		}
-		w := &discardWriter{h: http.Header{}}
-		var buf []byte
+		c := newReserver("sku-"+strconv.Itoa(int(n)%products), o.token)
 		for pb.Next() {
-			i := seq.Add(1)
-			buf = append(buf[:0], `{"type":"RESERVE","quantity":1,"reservation_id":"order-`...)
-			buf = strconv.AppendInt(buf, i, 10)
-			buf = append(buf, `","ttl_seconds":600,"reason":"checkout"}`...)
-			body.Reset(buf)
-			r.ContentLength = int64(len(buf))
-			r.Header["Idempotency-Key"][0] = "key-" + strconv.FormatInt(i, 10)
-			clear(w.h)
-			ts.e.ServeHTTP(w, r)
-			if w.status != http.StatusCreated {
-				b.Fatalf("status %d", w.status)
+			if status := c.reserve(ts.e, seq.Add(1)); status != http.StatusCreated {
+				b.Fatalf("status %d", status)
 			}
 		}
 	})
+}
+
+// reserver sends RESERVEs of one unit of one product through a handler,
+// reusing one request, body and writer.
+type reserver struct {
+	r    *http.Request
+	body *bytes.Reader
+	w    *discardWriter
+	buf  []byte
+}
+
+// newReserver returns a reserver of product, sending token as its bearer
+// secret unless it is empty.
+func newReserver(product, token string) *reserver {
+	path := "/v1/products/" + product + "/transactions"
+	u, _ := url.Parse(path)
+	c := &reserver{body: &bytes.Reader{}, w: &discardWriter{h: http.Header{}}}
+	c.r = &http.Request{Method: "POST", URL: u, RequestURI: path, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {""}}, Body: io.NopCloser(c.body), Host: "x"}
+	if token != "" {
+		c.r.Header["Authorization"] = []string{"Bearer " + token}
+	}
+	return c
+}
+
+// reserve sends the RESERVE of reservation order-i with key key-i to h and
+// returns the status of its answer.
+func (c *reserver) reserve(h http.Handler, i int64) int {
+	c.buf = append(c.buf[:0], `{"type":"RESERVE","quantity":1,"reservation_id":"order-`...)
+	c.buf = strconv.AppendInt(c.buf, i, 10)
+	c.buf = append(c.buf, `","ttl_seconds":600,"reason":"checkout"}`...)
+	c.body.Reset(c.buf)
+	c.r.ContentLength = int64(len(c.buf))
+	c.r.Header["Idempotency-Key"][0] = "key-" + strconv.FormatInt(i, 10)
+	clear(c.w.h)
+	h.ServeHTTP(c.w, c.r)
+	return c.w.status
 }
 
 // BenchmarkPostReserve measures the hot path on in-memory journals: the
@@ -146,27 +165,10 @@ func BenchmarkAuthCost(b *testing.B) {
 		start := time.Now()
 		for range workers {
 			wg.Go(func() {
-				u, _ := url.Parse("/v1/products/sku/transactions")
-				body := &bytes.Reader{}
-				r := &http.Request{Method: "POST", URL: u, RequestURI: u.Path, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-					Header: http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {""}}, Body: io.NopCloser(body), Host: "x"}
-				if tokens[side] != "" {
-					r.Header["Authorization"] = []string{"Bearer " + tokens[side]}
-				}
-				w := &discardWriter{h: http.Header{}}
-				var buf []byte
+				c := newReserver("sku", tokens[side])
 				for range slice / workers {
-					i := seq.Add(1)
-					buf = append(buf[:0], `{"type":"RESERVE","quantity":1,"reservation_id":"order-`...)
-					buf = strconv.AppendInt(buf, i, 10)
-					buf = append(buf, `","ttl_seconds":600,"reason":"checkout"}`...)
-					body.Reset(buf)
-					r.ContentLength = int64(len(buf))
-					r.Header["Idempotency-Key"][0] = "key-" + strconv.FormatInt(i, 10)
-					clear(w.h)
-					sides[side].e.ServeHTTP(w, r)
-					if w.status != http.StatusCreated {
-						panic("status " + strconv.Itoa(w.status))
+					if status := c.reserve(sides[side].e, seq.Add(1)); status != http.StatusCreated {
+						panic("status " + strconv.Itoa(status))
 					}
 				}
 			})

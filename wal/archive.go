@@ -201,16 +201,9 @@ func cleanArchive(archive string, dups []segment) (int, error) {
 
 // sameFile reports whether the files at a and b hold the same bytes.
 func sameFile(a, b string) (bool, error) {
-	fa, err := os.Stat(a)
-	if err != nil {
+	fa, fb, err := statBoth(a, b)
+	if err != nil || fa.Size() != fb.Size() {
 		return false, err
-	}
-	fb, err := os.Stat(b)
-	if err != nil {
-		return false, err
-	}
-	if fa.Size() != fb.Size() {
-		return false, nil
 	}
 	da, err := os.ReadFile(a)
 	if err != nil {
@@ -226,15 +219,15 @@ func sameFile(a, b string) (bool, error) {
 // oneFile reports whether the paths a and b name one file (hard links,
 // or one directory under two names).
 func oneFile(a, b string) (bool, error) {
-	fa, err := os.Stat(a)
-	if err != nil {
-		return false, err
+	fa, fb, err := statBoth(a, b)
+	return err == nil && os.SameFile(fa, fb), err
+}
+
+func statBoth(a, b string) (fa, fb os.FileInfo, err error) {
+	if fa, err = os.Stat(a); err == nil {
+		fb, err = os.Stat(b)
 	}
-	fb, err := os.Stat(b)
-	if err != nil {
-		return false, err
-	}
-	return os.SameFile(fa, fb), nil
+	return fa, fb, err
 }
 
 // checkDistinct refuses an archive directory that is the live directory
