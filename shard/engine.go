@@ -102,7 +102,7 @@ func (e *Engine) start(open OpenJournal) {
 			errs[i] = fmt.Errorf("replay shard %d: %w", i, err)
 			return
 		}
-		counts[i] = ld.st.Entries() - ld.snapped
+		counts[i] = ld.st.Entries() - ld.loadedFrom
 		e.journals[i] = ld.j
 		states[i], lds[i] = ld.st, ld
 	}

@@ -294,8 +294,15 @@ var gcPaused struct {
 // only marks the growing state again: 0.15-0.2 s of the 0.6 s a load of
 // 1M products took (2026-12-03, GOGC=off against 100). The process-wide
 // setting also covers other shards replaying meanwhile; a memory limit of
-// what the process holds plus twice each file's size (never above the
-// limit set before) makes the collector run if they need it.
+// what the process holds plus eight times each file's size (never above
+// the limit set before) makes the collector run if they need it. The state
+// a load builds is about four times its file (products and idempotency
+// keys); a limit of twice the file made the collector run over and over
+// and a load of 1M products with 1M keys twice as slow as without a pause.
+// gcPauseRoom is the memory a paused load may take, in multiples of its
+// file's size, before the collector runs.
+const gcPauseRoom = 8
+
 func pauseGC(size int64) func() {
 	gcPaused.Lock()
 	defer gcPaused.Unlock()
@@ -308,9 +315,9 @@ func pauseGC(size int64) func() {
 		if sample[0].Value.Kind() == rtmetrics.KindUint64 {
 			held = int64(sample[0].Value.Uint64())
 		}
-		debug.SetMemoryLimit(min(gcPaused.limit, held+2*size))
+		debug.SetMemoryLimit(min(gcPaused.limit, held+gcPauseRoom*size))
 	} else {
-		debug.SetMemoryLimit(min(gcPaused.limit, debug.SetMemoryLimit(-1)+2*size))
+		debug.SetMemoryLimit(min(gcPaused.limit, debug.SetMemoryLimit(-1)+gcPauseRoom*size))
 	}
 	gcPaused.n++
 	return func() {

@@ -819,7 +819,10 @@ func (a *actor) finalSnapshot() {
 type loaded struct {
 	st      *State
 	j       Journal
-	snapped uint64 // entries the snapshot covered (0: none)
+	snapped uint64 // entries the newest snapshot covers (0: none)
+	// loadedFrom is the entries the snapshot the load started from
+	// covered (0: none): the replay applied the rest.
+	loadedFrom uint64
 	lastLoc uint64 // locator of the last record of the journal
 }
 
@@ -852,7 +855,7 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 			e.cfg.Logger.Warn("no valid snapshot: replaying the whole journal", "shard", i)
 		}
 	}
-	ld := &loaded{st: st, snapped: st.entries}
+	ld := &loaded{st: st, snapped: st.entries, loadedFrom: st.entries}
 	st.beginReplay(keysFrom)
 	seen, spillFailed := false, false
 	apply := replayer(st)
@@ -894,13 +897,20 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 		}
 		st.store.close()
 		st.closeSpills()
+		if found && opened && !seen {
+			// The snapshot is ahead of the journal: set it aside and try
+			// the older ones, which may be ahead too.
+			e.m.snapshots.skipped.Inc()
+			e.cfg.Logger.Warn("snapshot ahead of the journal: trying an older one", "shard", i, "err", err)
+			if err := e.setAside(i, after); err != nil {
+				return nil, err
+			}
+			return e.loadShard(i, open, full)
+		}
 		if found {
 			// The snapshot and the log disagree: trust the log.
 			e.m.snapshots.skipped.Inc()
 			e.cfg.Logger.Warn("snapshot does not fit the journal: replaying the whole journal", "shard", i, "err", err)
-			if opened && !seen {
-				e.setAside(i, after)
-			}
 			return e.loadShard(i, open, true)
 		}
 		return nil, err
@@ -924,13 +934,22 @@ func (e *Engine) loadShard(i int, open OpenJournal, full bool) (*loaded, error) 
 // durable (a start-up snapshot of a tail lost to a power cut): left in
 // place, it would be trusted again once the journal grows past its
 // locator with other records.
-func (e *Engine) setAside(i int, after uint64) {
-	path := filepath.Join(e.cfg.SnapshotDir(i), snapName(after))
-	if err := os.Rename(path, path+snapAheadSuffix); err != nil {
-		e.cfg.Logger.Error("snapshot ahead of the journal not set aside", "shard", i, "path", path, "err", err)
-		return
+//
+// The rename is made durable before the start goes on, and a failure
+// stops the start: a snapshot left in place would cost the writes
+// acknowledged after it at a later start.
+func (e *Engine) setAside(i int, after uint64) error {
+	dir := e.cfg.SnapshotDir(i)
+	path := filepath.Join(dir, snapName(after))
+	err := os.Rename(path, path+snapAheadSuffix)
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("a snapshot ahead of the journal could not be set aside (move %s out of %s, then start again): %w", path, dir, err)
 	}
 	e.cfg.Logger.Warn("snapshot ahead of the journal set aside", "shard", i, "path", path+snapAheadSuffix)
+	return nil
 }
 
 // freshIndexMax is the most reservations settled in the replayed log that
