@@ -823,7 +823,7 @@ type loaded struct {
 	// loadedFrom is the entries the snapshot the load started from
 	// covered (0: none): the replay applied the rest.
 	loadedFrom uint64
-	lastLoc uint64 // locator of the last record of the journal
+	lastLoc    uint64 // locator of the last record of the journal
 }
 
 // loadShard builds shard i's state: from its newest valid snapshot and the
