@@ -185,8 +185,19 @@ func TestVerifyComparesSnapshots(t *testing.T) {
 		t.Fatalf("verify: status %d, want 0 and both snapshots matching the log\n%s%s", code, out, errOut)
 	}
 	code, out, _ = ctl("inspect", "--data-dir", dir)
-	if code != exitOK || strings.Count(out, "active holds, ") != 2 || strings.Contains(out, "unusable") {
+	if code != exitOK || strings.Count(out, "active holds, ") != 2 || strings.Contains(out, "unusable") || strings.Contains(out, "set aside") {
 		t.Errorf("inspect: status %d, want both snapshots described\n%s", code, out)
+	}
+	// A snapshot a start set aside is listed as such.
+	aside := filepath.Join(shard.SnapshotDir(dir, 1), "snap-00000000000000ff.snap.ahead")
+	if err := os.WriteFile(aside, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ = ctl("inspect", "--data-dir", dir); code != exitOK || !strings.Contains(out, "set aside snap-00000000000000ff.snap.ahead") {
+		t.Errorf("inspect with a snapshot set aside: status %d\n%s", code, out)
+	}
+	if err := os.Remove(aside); err != nil {
+		t.Fatal(err)
 	}
 
 	// A snapshot of another log, with the same records at the same
