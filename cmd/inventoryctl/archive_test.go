@@ -173,6 +173,9 @@ func TestSnapshotCommandReadsTheArchive(t *testing.T) {
 	if code != exitOK || strings.Count(errOut, "replaying the whole journal") != 2 {
 		t.Fatalf("snapshot with the archive: status %d\n%s%s", code, out, errOut)
 	}
+	if got, _ := shard.ManifestArchiveDir(dir); got != arch {
+		t.Errorf("the manifest records the archive %q, want %q (given to snapshot)", got, arch)
+	}
 	// The new snapshots fit the log; the damaged ones kept beside them
 	// (two are kept) are still reported.
 	code, out, errOut = ctl("verify", "--data-dir", dir, "--archive-dir", arch)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/inventory-ledger/inventory/shard"
@@ -69,10 +70,13 @@ func snapshotDir(dir, archive string, retention time.Duration, segment int, out,
 			before[i], _ = os.Stat(infos[0].Path)
 		}
 	}
-	if archive == "" {
-		if archive, err = shard.ManifestArchiveDir(dir); err != nil {
+	given := archive != ""
+	if given {
+		if archive, err = filepath.Abs(archive); err != nil {
 			return err
 		}
+	} else if archive, err = shard.ManifestArchiveDir(dir); err != nil {
+		return err
 	}
 	openAfter := func(i int, after uint64, replay func(uint64, []byte) error) (shard.Journal, error) {
 		o := opts
@@ -99,7 +103,16 @@ func snapshotDir(dir, archive string, retention time.Duration, segment int, out,
 		return err
 	}
 	if err := e.Wait(context.Background()); err != nil {
+		e.Close(context.Background())
 		return err
+	}
+	if given {
+		// The logs read with it: record it, as inventoryd does, since
+		// the snapshots' stop may move segments there.
+		if _, err := shard.RecordArchiveDir(dir, archive); err != nil {
+			e.Close(context.Background())
+			return fmt.Errorf("record the archive directory: %w", err)
+		}
 	}
 	// A graceful stop writes the snapshot of every shard that has entries
 	// past its newest one.
