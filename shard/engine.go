@@ -293,7 +293,16 @@ func (e *Engine) Readiness() *Error {
 				shards = append(shards, i)
 			}
 		}
-		why = append(why, fmt.Sprintf("shards %v are replaying the ledger", shards))
+		if len(shards) == 0 {
+			// Every shard has replayed and the engine is starting them:
+			// requests are still refused until ready is set.
+			for i := range e.loaded {
+				shards = append(shards, i)
+			}
+			why = append(why, "the shards have replayed and are starting")
+		} else {
+			why = append(why, fmt.Sprintf("shards %v are replaying the ledger", shards))
+		}
 	} else {
 		var failed, stalled []int
 		for i, a := range e.actors {

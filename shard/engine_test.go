@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -620,5 +621,22 @@ func TestMetricsRegistered(t *testing.T) {
 		if !ok || v < min {
 			t.Errorf("%s: %v (present %v), want at least %v", name, v, ok, min)
 		}
+	}
+}
+
+// TestNotReadyUntilStarted: once every shard has replayed, and before the
+// engine has started them and takes requests, Readiness still says not
+// ready: a /readyz of 200 must mean that a write is taken.
+func TestNotReadyUntilStarted(t *testing.T) {
+	e := &Engine{loaded: make([]atomic.Bool, 2), replayed: make(chan struct{})}
+	for i := range e.loaded {
+		e.loaded[i].Store(true)
+	}
+	if err := e.enter(); err == nil {
+		t.Fatal("a request admitted before the engine is ready")
+	}
+	err := e.Readiness()
+	if err == nil || len(err.Shards) != 2 || !strings.Contains(err.Detail, "starting") {
+		t.Fatalf("Readiness with every shard replayed but not started: %v, want not ready", err)
 	}
 }
