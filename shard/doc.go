@@ -155,7 +155,15 @@
 // atomic batches) and snapfile.go (the file format, the write steps).
 // Offline tools find and read snapshots with SnapshotDir, ListSnapshots,
 // LoadSnapshot (the newest valid one, into a State, as start-up does) and
-// ReadSnapshot (a summary to compare with a replay).
+// ReadSnapshot (a summary to compare with a replay; ReplayLedger compares
+// it when its replay reaches the snapshot's last record).
+//
+// A start trusts a snapshot only if the journal holds the record it ends
+// with. One that ends past the journal (a start-up snapshot of a tail a
+// power cut took, or a journal restored from an older backup) is renamed
+// to <name>.ahead and the directory fsynced before the start tries the
+// next older one; if the rename fails, the start fails, since a snapshot
+// left in place would be trusted once the journal grows past its locator.
 //
 // # Archiving
 //
