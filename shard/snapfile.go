@@ -296,7 +296,7 @@ var gcPaused struct {
 // setting also covers other shards replaying meanwhile; a memory limit of
 // what the process holds plus eight times each file's size (never above
 // the limit set before) makes the collector run if they need it. The state
-// a load builds is about four times its file (products and idempotency
+// a load builds is about 5.8 times its file (products and idempotency
 // keys); a limit of twice the file made the collector run over and over
 // and a load of 1M products with 1M keys twice as slow as without a pause.
 // gcPauseRoom is the memory a paused load may take, in multiples of its

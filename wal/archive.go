@@ -320,7 +320,16 @@ func moveSegment(path, dir string) (int64, error) {
 	switch n, err := archived(path, final); {
 	case err != nil:
 		return 0, err
-	case n >= 0: // a move interrupted after its copy: finish it
+	case n >= 0:
+		// A move interrupted after its copy: finish it, making the
+		// archive's entry durable first (the interruption may have been
+		// its fsync) before the live copy goes.
+		if err := archiveStep(stepSyncArchive, name); err != nil {
+			return 0, err
+		}
+		if err := syncDir(dir); err != nil {
+			return 0, err
+		}
 		return n, removeLive(path, name)
 	}
 	src, err := os.Open(path)

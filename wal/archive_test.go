@@ -449,3 +449,44 @@ func TestArchiveNeedsItsParent(t *testing.T) {
 	}
 	readAll(t, l, all)
 }
+
+// TestArchiveRetryFsyncsArchive: a move that failed at the archive's fsync
+// and is retried in the same process (the next snapshot) fsyncs the
+// archive directory before it removes the live copy, so that a power cut
+// cannot take the archive's entry after the live one is gone.
+func TestArchiveRetryFsyncsArchive(t *testing.T) {
+	dir, archive := t.TempDir(), filepath.Join(t.TempDir(), "shard-0000")
+	l, all := archivedLog(t, dir, Options{SegmentBytes: 1 << 10, ArchiveDir: archive})
+	defer l.Close()
+	crash := segmentName(mustList(t, dir)[1])
+	fail := func(s, name string) error {
+		if s == stepSyncArchive && name == crash {
+			return errors.New("fsync failed")
+		}
+		return nil
+	}
+	archiveFaults.Store(&fail)
+	_, _, err := l.Archive(all[len(all)-1].loc)
+	archiveFaults.Store(nil)
+	if err == nil {
+		t.Fatal("Archive did not stop")
+	}
+	var steps []string
+	record := func(s, name string) error {
+		if name == crash {
+			steps = append(steps, s)
+		}
+		return nil
+	}
+	archiveFaults.Store(&record)
+	_, _, err = l.Archive(all[len(all)-1].loc)
+	archiveFaults.Store(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, j := slices.Index(steps, stepSyncArchive), slices.Index(steps, stepRemove)
+	if i < 0 || j < 0 || i > j {
+		t.Errorf("retried move of %s took steps %v: want the archive fsynced before the live copy is removed", crash, steps)
+	}
+	readAll(t, l, all)
+}
