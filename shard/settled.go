@@ -24,7 +24,8 @@ import (
 const (
 	// settledBloomBits is the Bloom filter's size per settled reservation:
 	// with settledBloomHashes hash functions its false positive rate is
-	// about 0.9% (0.94% measured over 225,000 reservations; each costs one pread of a few KiB from the page cache).
+	// about 0.9% (0.94% measured over 225,000 reservations; each costs
+	// one pread of a few KiB from the page cache).
 	settledBloomBits   = 10
 	settledBloomHashes = 7
 	// settledIndexEvery records of the run share one sparse index point

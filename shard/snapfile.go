@@ -288,6 +288,10 @@ var gcPaused struct {
 	limit   int64
 }
 
+// gcPauseRoom is the memory a paused load may take, in multiples of its
+// file's size, before the collector runs.
+const gcPauseRoom = 8
+
 // pauseGC turns the collector off for the load of a snapshot of size
 // bytes, and returns the function that turns it back on. A load allocates
 // what the state keeps and next to no garbage, so a collection during it
@@ -299,10 +303,6 @@ var gcPaused struct {
 // a load builds is about 5.8 times its file (products and idempotency
 // keys); a limit of twice the file made the collector run over and over
 // and a load of 1M products with 1M keys twice as slow as without a pause.
-// gcPauseRoom is the memory a paused load may take, in multiples of its
-// file's size, before the collector runs.
-const gcPauseRoom = 8
-
 func pauseGC(size int64) func() {
 	gcPaused.Lock()
 	defer gcPaused.Unlock()
