@@ -2,13 +2,9 @@ package httpapi
 
 import (
 	"math"
-	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
-
-	"github.com/labstack/echo/v4"
 
 	"github.com/inventory-ledger/inventory/shard"
 )
@@ -25,35 +21,22 @@ import (
 func stockQuery(raw string) (int64, bool, *shard.Error) {
 	var asOf int64
 	seen := false
-	for raw != "" {
-		var pair string
-		pair, raw, _ = strings.Cut(raw, "&")
-		if pair == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(pair, "=")
-		k, err := url.QueryUnescape(k)
+	err := queryParams(raw, stockParams, "; this endpoint takes only as_of", func(_ int, v string) *shard.Error {
+		v, err := url.PathUnescape(v)
 		if err != nil {
-			return 0, false, invalid("malformed query string")
-		}
-		if k != "as_of" {
-			return 0, false, invalid("unknown query parameter " + strconv.Quote(k) + "; this endpoint takes only as_of")
-		}
-		if seen {
-			return 0, false, invalid("query parameter \"as_of\" is repeated")
-		}
-		seen = true
-		if v, err = url.PathUnescape(v); err != nil {
-			return 0, false, invalid("malformed query string")
+			return invalid("malformed query string")
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil || v == "" {
-			return 0, false, invalid("as_of must be an RFC 3339 time such as 2026-12-02T10:00:00Z, got " + strconv.Quote(v))
+			return invalid("as_of must be an RFC 3339 time such as 2026-12-02T10:00:00Z, got " + strconv.Quote(v))
 		}
-		asOf = unixNanoClamped(t)
-	}
-	return asOf, seen, nil
+		asOf, seen = unixNanoClamped(t), true
+		return nil
+	})
+	return asOf, seen, err
 }
+
+var stockParams = []string{"as_of"}
 
 // Bounds of the times Unix nanoseconds in an int64 can hold.
 var (
@@ -69,18 +52,4 @@ func unixNanoClamped(t time.Time) int64 {
 		return math.MaxInt64
 	}
 	return t.UnixNano()
-}
-
-// stockAsOf answers GET /v1/products/{product_id}?as_of=: the stock right
-// after the product's last entry created at or before that time (see
-// shard.Engine.StockAsOf), with that entry's version as ETag.
-func (s *server) stockAsOf(c echo.Context, t int64) error {
-	st, err := s.engine.StockAsOf(c.Request().Context(), pathID(c.Param("product_id")), t)
-	if err != nil {
-		return err
-	}
-	h := c.Response().Header()
-	h["Etag"] = etag(st.Version)
-	h["Vary"] = hdrVary
-	return s.reply(c, http.StatusOK, func(w encoder) { encodeStock(w, &st) })
 }

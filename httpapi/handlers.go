@@ -203,18 +203,26 @@ func (s *server) postBatch(c echo.Context) error {
 }
 
 // getStock is GET /v1/products/{product_id}[?as_of=].
+//
+// With as_of, the stock right after the product's last entry created at or
+// before that time (shard.Engine.StockAsOf), with that entry's version as
+// ETag.
 func (s *server) getStock(c echo.Context) error {
 	r := c.Request()
+	var asOf int64
+	var ok bool
+	var err *shard.Error
 	if r.URL.RawQuery != "" {
-		t, ok, err := stockQuery(r.URL.RawQuery)
-		if err != nil {
+		if asOf, ok, err = stockQuery(r.URL.RawQuery); err != nil {
 			return err
 		}
-		if ok {
-			return s.stockAsOf(c, t)
-		}
 	}
-	st, err := s.engine.Stock(r.Context(), pathID(c.Param("product_id")))
+	var st shard.Stock
+	if ok {
+		st, err = s.engine.StockAsOf(r.Context(), pathID(c.Param("product_id")), asOf)
+	} else {
+		st, err = s.engine.Stock(r.Context(), pathID(c.Param("product_id")))
+	}
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -336,6 +337,29 @@ func noQuery(r *http.Request) *shard.Error {
 // most once, each a decimal integer (without leading zeros); absent ones
 // keep their value in vals.
 func query(raw string, names []string, vals []int64) *shard.Error {
+	return queryParams(raw, names, "", func(i int, v string) *shard.Error {
+		v, err := url.QueryUnescape(v)
+		if err != nil {
+			return invalid("malformed query string")
+		}
+		neg := strings.HasPrefix(v, "-")
+		n, ok := parseVersion(strings.TrimPrefix(v, "-"))
+		if !ok {
+			return invalid("query parameter " + strconv.Quote(names[i]) + " must be a decimal integer")
+		}
+		if neg {
+			n = -n
+		}
+		vals[i] = n
+		return nil
+	})
+}
+
+// queryParams walks the raw query, allowing only the named parameters, each
+// at most once, and passes each one's index in names and its value, still
+// percent-encoded, to fn. An unknown name is refused with hint appended to
+// the detail.
+func queryParams(raw string, names []string, hint string, fn func(i int, v string) *shard.Error) *shard.Error {
 	seen := 0
 	for raw != "" {
 		var pair string
@@ -344,33 +368,21 @@ func query(raw string, names []string, vals []int64) *shard.Error {
 			continue
 		}
 		k, v, _ := strings.Cut(pair, "=")
-		var err error
-		if k, err = url.QueryUnescape(k); err != nil {
+		k, err := url.QueryUnescape(k)
+		if err != nil {
 			return invalid("malformed query string")
 		}
-		if v, err = url.QueryUnescape(v); err != nil {
-			return invalid("malformed query string")
-		}
-		i := 0
-		for i < len(names) && names[i] != k {
-			i++
-		}
-		if i == len(names) {
-			return invalid("unknown query parameter " + strconv.Quote(k))
+		i := slices.Index(names, k)
+		if i < 0 {
+			return invalid("unknown query parameter " + strconv.Quote(k) + hint)
 		}
 		if seen&(1<<i) != 0 {
 			return invalid("query parameter " + strconv.Quote(k) + " is repeated")
 		}
 		seen |= 1 << i
-		neg := strings.HasPrefix(v, "-")
-		n, ok := parseVersion(strings.TrimPrefix(v, "-"))
-		if !ok {
-			return invalid("query parameter " + strconv.Quote(k) + " must be a decimal integer")
+		if err := fn(i, v); err != nil {
+			return err
 		}
-		if neg {
-			n = -n
-		}
-		vals[i] = n
 	}
 	return nil
 }

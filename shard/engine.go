@@ -350,18 +350,34 @@ func (e *Engine) Shards() int { return e.cfg.Shards }
 // depend only on the low bits of each byte, so "sku-1" and "sku-5" would
 // always share a shard.
 func Route(productID string, shards int) int {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(productID); i++ {
-		h ^= uint64(productID[i])
-		h *= 1099511628211
+	hi, _ := bits.Mul64(mix64(fnv1a(fnvOffset, productID)), uint64(shards))
+	return int(hi)
+}
+
+// FNV-1a's 64-bit parameters.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnv1a continues the FNV-1a hash h over s.
+func fnv1a(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
 	}
+	return h
+}
+
+// mix64 is MurmurHash3's 64-bit finalizer: it spreads every input bit over
+// the whole word.
+func mix64(h uint64) uint64 {
 	h ^= h >> 33
 	h *= 0xff51afd7ed558ccd
 	h ^= h >> 33
 	h *= 0xc4ceb9fe1a85ec53
 	h ^= h >> 33
-	hi, _ := bits.Mul64(h, uint64(shards))
-	return int(hi)
+	return h
 }
 
 // enter admits a call, or returns why not; leave must follow a nil return.

@@ -61,22 +61,8 @@ func compareSettled(a, b *settledRec) int {
 // finalizer). Unlike State.hash it is not seeded: a client that makes
 // collisions only costs itself preads, since a lookup compares the ids.
 func stableHash(productID, id string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(productID); i++ {
-		h ^= uint64(productID[i])
-		h *= 1099511628211
-	}
-	h *= 1099511628211 // the zero byte between
-	for i := 0; i < len(id); i++ {
-		h ^= uint64(id[i])
-		h *= 1099511628211
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
+	h := fnv1a(fnvOffset, productID) * fnvPrime // the zero byte between
+	return mix64(fnv1a(h, id))
 }
 
 // bloom is a blocked Bloom filter over stable hashes: a key's
