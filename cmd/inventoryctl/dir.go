@@ -139,8 +139,24 @@ func problems(l *shard.Ledger) []error {
 	return errs
 }
 
-// parseTime parses an RFC 3339 time flag value into Unix nanoseconds.
-func parseTime(name, v string) (int64, error) {
+// openReading opens dir (with archive) for command cmd to read, and says
+// on stderr if a process holds it; on error it says why and returns nil.
+func openReading(cmd, dir, archive string, stderr io.Writer) *dataDir {
+	d, err := openDataDir(dir, archive)
+	if err != nil {
+		fmt.Fprintf(stderr, "inventoryctl %s: %v\n", cmd, err)
+		return nil
+	}
+	d.note(stderr)
+	return d
+}
+
+// parseTime parses an RFC 3339 time flag value into Unix nanoseconds; an
+// empty value, a flag not given, is unset.
+func parseTime(name, v string, unset int64) (int64, error) {
+	if v == "" {
+		return unset, nil
+	}
 	t, err := time.Parse(time.RFC3339Nano, v)
 	if err != nil {
 		return 0, fmt.Errorf("--%s must be an RFC 3339 time such as 2026-12-02T10:00:00Z, got %q", name, v)

@@ -80,30 +80,22 @@ func export(args []string, stdout, stderr io.Writer) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
-	var err error
-	if from != "" {
-		if lo, err = parseTime("from", from); err != nil {
-			fmt.Fprintf(stderr, "inventoryctl export: %v\n", err)
-			return exitUsage
-		}
+	lo, err := parseTime("from", from, math.MinInt64)
+	var hi int64
+	if err == nil {
+		hi, err = parseTime("to", to, math.MaxInt64)
 	}
-	if to != "" {
-		if hi, err = parseTime("to", to); err != nil {
-			fmt.Fprintf(stderr, "inventoryctl export: %v\n", err)
-			return exitUsage
-		}
+	if err == nil {
+		err = checkOutput(format, product)
 	}
-	if err := checkOutput(format, product); err != nil {
+	if err != nil {
 		fmt.Fprintf(stderr, "inventoryctl export: %v\n", err)
 		return exitUsage
 	}
-	d, err := openDataDir(dir, archive)
-	if err != nil {
-		fmt.Fprintf(stderr, "inventoryctl export: %v\n", err)
+	d := openReading("export", dir, archive, stderr)
+	if d == nil {
 		return exitProblem
 	}
-	d.note(stderr)
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	var write func(l *exportLine) error
 	if format == "csv" {

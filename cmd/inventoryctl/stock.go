@@ -39,24 +39,18 @@ func stock(args []string, stdout, stderr io.Writer) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	at := int64(math.MaxInt64)
-	if asOf != "" {
-		var err error
-		if at, err = parseTime("as-of", asOf); err != nil {
-			fmt.Fprintf(stderr, "inventoryctl stock: %v\n", err)
-			return exitUsage
-		}
+	at, err := parseTime("as-of", asOf, math.MaxInt64)
+	if err == nil {
+		err = checkOutput(format, product)
 	}
-	if err := checkOutput(format, product); err != nil {
+	if err != nil {
 		fmt.Fprintf(stderr, "inventoryctl stock: %v\n", err)
 		return exitUsage
 	}
-	d, err := openDataDir(dir, archive)
-	if err != nil {
-		fmt.Fprintf(stderr, "inventoryctl stock: %v\n", err)
+	d := openReading("stock", dir, archive, stderr)
+	if d == nil {
 		return exitProblem
 	}
-	d.note(stderr)
 	// One map a shard, as the shards are replayed at once; a product
 	// belongs to one shard.
 	byShard := make([]map[string]*shard.Stock, d.shards)

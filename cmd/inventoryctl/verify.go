@@ -47,12 +47,10 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "inventoryctl verify: --retention must be at least 1s, got %s\n", retention)
 		return exitUsage
 	}
-	d, err := openDataDir(dir, archive)
-	if err != nil {
-		fmt.Fprintf(stderr, "inventoryctl verify: %v\n", err)
+	d := openReading("verify", dir, archive, stderr)
+	if d == nil {
 		return exitProblem
 	}
-	d.note(stderr)
 	keys := make([]*keyCheck, d.shards) // one a shard: they run at once
 	for i := range keys {
 		keys[i] = newKeyCheck(retention)
