@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -45,6 +46,7 @@ func TestScannerAgreesWithEncodingJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(in), &want); err != nil {
 			t.Fatal(err)
 		}
+		want.Transactions = ackFields(want.Transactions)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\ngot  %+v\nwant %+v", what, got, want)
 		}
@@ -56,6 +58,9 @@ func TestScannerAgreesWithEncodingJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	json.Unmarshal([]byte(batch), &wantB)
+	for i := range wantB.Results {
+		wantB.Results[i].Transactions = ackFields(wantB.Results[i].Transactions)
+	}
 	if !reflect.DeepEqual(gotB, wantB) {
 		t.Errorf("decodeBatch:\ngot  %+v\nwant %+v", gotB, wantB)
 	}
@@ -74,6 +79,33 @@ func TestScannerAgreesWithEncodingJSON(t *testing.T) {
 	json.Unmarshal([]byte(sampleProblem), &wantPr)
 	if err != nil || !reflect.DeepEqual(*gotPr, wantPr) {
 		t.Errorf("decodeProblem: got %+v, %v; want %+v", gotPr, err, wantPr)
+	}
+}
+
+// ackFields keeps of es what the scanner reads of a write's answer.
+func ackFields(es []Entry) []Entry {
+	if es == nil {
+		return nil
+	}
+	out := []Entry{}
+	for _, e := range es {
+		out = append(out, Entry{ID: e.ID, ProductID: e.ProductID, Type: e.Type, Version: e.Version})
+	}
+	return out
+}
+
+func TestAcksReadEveryType(t *testing.T) {
+	for _, typ := range append(slices.Clone(entryTypes), "NEW", `ESC\u0041PED`) {
+		in := `{"transactions":[{"type":"` + typ + `","version":3}]}`
+		var got writeResponse
+		if err := scanned(t, typ, func() error { return decodeWrite([]byte(in), &got) }); err != nil {
+			t.Fatal(err)
+		}
+		var want writeResponse
+		json.Unmarshal([]byte(in), &want)
+		if len(got.Transactions) != 1 || got.Transactions[0].Type != want.Transactions[0].Type || got.Transactions[0].Version != 3 {
+			t.Errorf("%s: got %+v, want type %q", typ, got.Transactions, want.Transactions[0].Type)
+		}
 	}
 }
 
@@ -115,4 +147,40 @@ func TestAppendOpMatchesEncodingJSON(t *testing.T) {
 	if s := string(appendBatch(nil, false, ops[:1])); !strings.HasPrefix(s, `{"atomic":false,"ops":[{`) {
 		t.Errorf("appendBatch: got %s", s)
 	}
+}
+
+// BenchmarkDecodeBatch decodes the answer to a cart of 3 RESERVE lines, as
+// the checkout scenario reads it (acks) and with every field (entries).
+func BenchmarkDecodeBatch(b *testing.B) {
+	res := `{"status":201,"transaction":` + sampleEntry + `,"transactions":[` + sampleEntry + `],"stock":` + sampleStock + `}`
+	answer := []byte(`{"results":[` + res + `,` + res + `,` + res + `]}`)
+	b.Run("acks", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var br batchResponse
+			if err := decodeBatch(answer, &br); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("entries", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s := &scanner{b: answer}
+			s.object(func([]byte) {
+				s.array(func() {
+					s.object(func(k []byte) {
+						if string(k) == "transactions" {
+							s.entries()
+						} else {
+							s.skip()
+						}
+					})
+				})
+			})
+			if s.end() != nil {
+				b.Fatal(s.err)
+			}
+		}
+	})
 }
