@@ -334,6 +334,47 @@ func TestAtomicBatch(t *testing.T) {
 	}
 }
 
+// TestAtomicBatchOnOneShard checks an atomic batch within one shard, whose
+// entries are decided on a fork and then applied to the live state: an op
+// repeating an earlier op's key in the same batch answers that op's
+// entries, a partial COMMIT brings its RELEASE, a retry replays every op
+// with the same entries, and a restart rebuilds the same stock.
+func TestAtomicBatchOnOneShard(t *testing.T) {
+	te := startEngine(t, 1)
+	ctx := context.Background()
+	twice := add("p", 5)
+	partial := commit("p", "r1", 1)
+	ops := []Op{twice, twice, reserve("p", "r1", 3), partial, add("q", 1)}
+	res, err := te.Batch(ctx, ops, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Replayed || !res[1].Replayed || res[1].Entries[0].ID != res[0].Entries[0].ID || res[1].Stock != res[0].Stock {
+		t.Errorf("a key repeated in the batch: %+v then %+v", res[0], res[1])
+	}
+	if es := res[3].Entries; len(es) != 2 || es[1].Type != TypeRelease || es[1].Quantity != 2 || res[3].Stock.Version != 4 {
+		t.Errorf("partial commit: %+v", res[3])
+	}
+	want := Stock{OnHand: 4, Version: 4}
+	if st := te.stock("p"); st.OnHand != want.OnHand || st.Reserved != 0 || st.Version != want.Version {
+		t.Errorf("stock %+v, want %+v", st, want)
+	}
+	again, err := te.Batch(ctx, ops, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ops {
+		if !again[i].Replayed || fmt.Sprint(again[i].Entries) != fmt.Sprint(res[i].Entries) || again[i].Stock != res[i].Stock {
+			t.Errorf("retry of op %d:\ngot  %+v\nwant %+v", i, again[i], res[i])
+		}
+	}
+	before := []Stock{te.stock("p"), te.stock("q")}
+	te.restart()
+	if after := []Stock{te.stock("p"), te.stock("q")}; fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("after a restart %v, before %v", after, before)
+	}
+}
+
 func TestLooseBatch(t *testing.T) {
 	te := startEngine(t, 4)
 	bad := add("p", 1)
