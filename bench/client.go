@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -110,11 +111,22 @@ func (r reply) statusKey() string {
 
 // client talks to one service over keep-alive connections.
 type client struct {
-	base    string // "http://127.0.0.1:8080"
-	hc      *http.Client
+	base    string        // "http://127.0.0.1:8080"
+	host    string        // "127.0.0.1:8080"
 	timeout time.Duration // per request
 	// auth is the Authorization header value, nil for none.
 	auth []string
+	// idle holds the keep-alive connections not in use; a request takes
+	// one or dials a new one, and puts it back if the answer leaves it
+	// reusable and there is room.
+	idle chan *conn
+}
+
+// conn is one keep-alive connection and its read buffer.
+type conn struct {
+	net.Conn
+	br *bufio.Reader
+	wb []byte // the request being written, reused
 }
 
 // checkLoopback accepts only http URLs whose host is an address in
@@ -142,74 +154,137 @@ func checkLoopback(target string) (string, error) {
 	return "http://" + net.JoinHostPort(host, port), nil
 }
 
-// newClient sizes the transport for conns concurrent requests: that many
-// idle keep-alive connections are kept, and no cap on open connections
-// makes an open-loop burst wait for one. Every dial is checked to be
-// loopback.
+// newClient keeps up to conns idle keep-alive connections; there is no cap
+// on open ones, so an open-loop burst never waits for a connection.
+//
+// The client speaks HTTP/1.1 itself over those connections rather than
+// through net/http's Transport: it writes each request in one write and
+// reads the answer with http.ReadResponse on the caller's goroutine. With
+// the Transport's reader and writer goroutines per connection, and the
+// handoffs between them, the harness used about 1.5 times the CPU per
+// request in a checkout run (96-131 against 68-84 us, 6 pairs), on the 2
+// cores it shares with the service it measures. A request is never
+// retried: an answer that does not arrive is an unknown outcome.
 func newClient(base string, conns int, timeout time.Duration) *client {
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			ap, err := netip.ParseAddrPort(addr)
-			if err != nil || !ap.Addr().IsLoopback() {
-				return nil, fmt.Errorf("refusing to dial non-loopback address %q", addr)
-			}
-			return d.DialContext(ctx, network, addr)
-		},
-		MaxIdleConns:        0, // no global cap
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     0, // unlimited
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-	}
-	return &client{base: base, hc: &http.Client{Transport: tr}, timeout: timeout}
+	return &client{base: base, host: strings.TrimPrefix(base, "http://"), timeout: timeout, idle: make(chan *conn, conns)}
 }
 
-func (c *client) close() { c.hc.CloseIdleConnections() }
+// dial opens a connection to the service, which checkLoopback made sure is
+// a loopback address.
+func (c *client) dial(ctx context.Context) (*conn, error) {
+	ap, err := netip.ParseAddrPort(c.host)
+	if err != nil || !ap.Addr().IsLoopback() {
+		return nil, fmt.Errorf("refusing to dial non-loopback address %q", c.host)
+	}
+	d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", c.host)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Conn: nc, br: bufio.NewReaderSize(nc, 16<<10)}, nil
+}
+
+func (c *client) close() {
+	for {
+		select {
+		case cn := <-c.idle:
+			cn.Close()
+		default:
+			return
+		}
+	}
+}
 
 // do sends one request and reads the whole answer. key is the
 // Idempotency-Key of a single write ("" for none).
 func (c *client) do(ctx context.Context, method, path, key string, body []byte) reply {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	var cn *conn
+	select {
+	case cn = <-c.idle:
+	default:
+		var err error
+		if cn, err = c.dial(ctx); err != nil {
+			return reply{err: err, at: time.Now()}
+		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return reply{err: err, at: time.Now()}
+	r, reuse := c.exchange(ctx, cn, method, path, key, body)
+	if !reuse {
+		cn.Close()
+		return r
 	}
-	req.Header.Set("Accept", "application/json")
+	select {
+	case c.idle <- cn:
+	default:
+		cn.Close()
+	}
+	return r
+}
+
+// exchange writes one request on cn and reads its answer, within the
+// client's timeout and ctx. reuse is false when cn must be closed.
+func (c *client) exchange(ctx context.Context, cn *conn, method, path, key string, body []byte) (r reply, reuse bool) {
+	cn.SetDeadline(time.Now().Add(c.timeout))
+	stop := context.AfterFunc(ctx, func() { cn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	fail := func(err error) (reply, bool) {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			err = fmt.Errorf("%w: %v", context.DeadlineExceeded, err)
+		}
+		return reply{status: r.status, err: err, at: time.Now()}, false
+	}
+
+	b := append(cn.wb[:0], method...)
+	b = append(b, ' ')
+	b = append(b, path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, c.host...)
+	b = append(b, "\r\nAccept: application/json\r\nX-Actor: bench\r\n"...)
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		b = append(b, "Content-Type: application/json\r\nContent-Length: "...)
+		b = strconv.AppendInt(b, int64(len(body)), 10)
+		b = append(b, "\r\n"...)
 	}
 	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
+		b = append(b, "Idempotency-Key: "...)
+		b = append(b, key...)
+		b = append(b, "\r\n"...)
 	}
-	req.Header.Set("X-Actor", "bench")
-	if c.auth != nil {
-		req.Header["Authorization"] = c.auth
+	for _, a := range c.auth {
+		b = append(b, "Authorization: "...)
+		b = append(b, a...)
+		b = append(b, "\r\n"...)
 	}
-	resp, err := c.hc.Do(req)
+	b = append(b, "\r\n"...)
+	b = append(b, body...)
+	cn.wb = b
+	if _, err := cn.Write(b); err != nil {
+		return fail(err)
+	}
+	resp, err := http.ReadResponse(cn.br, nil)
 	if err != nil {
-		return reply{err: err, at: time.Now()}
+		return fail(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	r.status = resp.StatusCode
+	if resp.ContentLength >= 0 {
+		r.body = make([]byte, resp.ContentLength)
+		_, err = io.ReadFull(resp.Body, r.body)
+	} else {
+		r.body, err = io.ReadAll(resp.Body)
+	}
 	if err != nil {
-		return reply{status: resp.StatusCode, err: err, at: time.Now()}
+		return fail(err)
 	}
-	r := reply{status: resp.StatusCode, body: b, at: time.Now()}
-	if resp.StatusCode >= 300 {
-		if p, err := decodeProblem(b); err == nil && p.Code != "" {
+	r.at = time.Now()
+	if r.status >= 300 {
+		if p, err := decodeProblem(r.body); err == nil && p.Code != "" {
 			r.code = p.Code
 		} else {
 			r.code = "unparsed"
 		}
 	}
-	return r
+	return r, !resp.Close
 }
 
 // write posts one op to its product.

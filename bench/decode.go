@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,27 +81,41 @@ func (s *scanner) rawString() ([]byte, bool) {
 		s.fail()
 		return nil, false
 	}
-	// Local copies: through s, every byte cost a load of s.i and s.b.
-	b, i := s.b, s.i+1
-	start, esc := i, false
-	for i < len(b) {
-		switch c := b[i]; {
-		case c == '"':
-			s.i = i + 1
-			return b[start:i], esc
-		case c == '\\':
-			esc = true
-			i += 2
-		case c < 0x20:
-			s.i = i
+	// The closing quote is found with bytes.IndexByte, and only the bytes
+	// before it are checked for escapes and control characters: a loop
+	// that switched on every byte was 8% of the harness's CPU.
+	start, from := s.i+1, s.i+1
+	esc := false
+	for {
+		q := bytes.IndexByte(s.b[from:], '"')
+		if q < 0 {
 			s.fail()
 			return nil, false
-		default:
-			i++
 		}
+		end := from + q
+		seg := s.b[from:end]
+		for _, c := range seg {
+			if c < 0x20 {
+				s.fail()
+				return nil, false
+			}
+		}
+		if bytes.IndexByte(seg, '\\') < 0 {
+			s.i = end + 1
+			return s.b[start:end], esc
+		}
+		// The quote may be escaped: count the backslashes before it.
+		esc = true
+		n := 0
+		for j := end - 1; j >= start && s.b[j] == '\\'; j-- {
+			n++
+		}
+		if n%2 == 0 {
+			s.i = end + 1
+			return s.b[start:end], esc
+		}
+		from = end + 1
 	}
-	s.fail()
-	return nil, false
 }
 
 // str reads a string (null reads as "").

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestClientSpeaksHTTP checks the harness's own HTTP/1.1 client against
+// net/http's server: the headers it sends, bodies with a length and
+// chunked, keep-alive reuse, Connection: close, problems, timeouts and a
+// cancelled context.
+func TestClientSpeaksHTTP(t *testing.T) {
+	var dials atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("reading the body: %v", err)
+		}
+		got := strings.Join([]string{r.Header.Get("Content-Type"), r.Header.Get("Accept"), r.Header.Get("X-Actor"),
+			r.Header.Get("Idempotency-Key"), r.Header.Get("Authorization"), r.Host, string(body)}, "|")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(201)
+		w.Write([]byte(got))
+	})
+	mux.HandleFunc("GET /chunked", func(w http.ResponseWriter, r *http.Request) {
+		for i := range 3 {
+			w.Write([]byte(strings.Repeat(string(rune('a'+i)), 5000)))
+			w.(http.Flusher).Flush()
+		}
+	})
+	mux.HandleFunc("GET /close", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.Write([]byte("bye"))
+	})
+	mux.HandleFunc("GET /problem", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(409)
+		w.Write([]byte(sampleProblem))
+	})
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+	})
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := newClient(srv.URL, 2, 300*time.Millisecond)
+	c.auth = []string{"Bearer k"}
+	t.Cleanup(c.close)
+	ctx := context.Background()
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	for i := range 3 {
+		r := c.do(ctx, http.MethodPost, "/echo", "key-1", []byte(`{"a":1}`))
+		want := "application/json|application/json|bench|key-1|Bearer k|" + host + `|{"a":1}`
+		if r.err != nil || r.status != 201 || string(r.body) != want {
+			t.Fatalf("request %d: status %d, body %q, err %v; want 201 and %q", i, r.status, r.body, r.err, want)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("3 requests in a row opened %d connections, want 1", n)
+	}
+	if r := c.do(ctx, http.MethodGet, "/chunked", "", nil); r.err != nil || len(r.body) != 15000 || r.body[14999] != 'c' {
+		t.Errorf("chunked answer: %d bytes, err %v", len(r.body), r.err)
+	}
+	if r := c.do(ctx, http.MethodGet, "/close", "", nil); r.err != nil || string(r.body) != "bye" {
+		t.Errorf("Connection: close answer: %q, %v", r.body, r.err)
+	}
+	before := dials.Load()
+	if r := c.do(ctx, http.MethodGet, "/problem", "", nil); r.err != nil || r.status != 409 || r.code != "insufficient_stock" {
+		t.Errorf("problem: status %d code %q err %v", r.status, r.code, r.err)
+	}
+	if dials.Load() != before+1 {
+		t.Errorf("the connection the server closed was used again")
+	}
+	if r := c.do(ctx, http.MethodGet, "/slow", "", nil); r.statusKey() != "timeout" || !r.unknown() {
+		t.Errorf("slow answer: %q (%v), want a timeout", r.statusKey(), r.err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if r := c.do(cctx, http.MethodGet, "/slow", "", nil); r.err == nil || !strings.Contains(r.err.Error(), "canceled") {
+		t.Errorf("cancelled request: %v, want context canceled before the timeout", r.err)
+	}
+	if r := c.do(ctx, http.MethodPost, "/echo", "", nil); r.err != nil || r.status != 201 {
+		t.Errorf("after a timeout and a cancel: status %d, %v", r.status, r.err)
+	}
+}
+
+func TestClientDialsLoopbackOnly(t *testing.T) {
+	c := newClient("http://10.0.0.1:80", 1, time.Second)
+	if r := c.do(context.Background(), http.MethodGet, "/readyz", "", nil); r.err == nil || !strings.Contains(r.err.Error(), "non-loopback") {
+		t.Errorf("dial of 10.0.0.1: %v", r.err)
+	}
+}
