@@ -60,11 +60,12 @@ type opDecoder struct {
 }
 
 // decode reads an op object into op, whose ProductID, ExpectedVersion and
-// Actor the caller has already set. prefix names the op in error details.
-func (d *opDecoder) decode(op *shard.Op, prefix string) *shard.Error {
+// Actor the caller has already set. index is the op's in its batch, -1 for
+// a single write; it names the op in error details (opPrefix).
+func (d *opDecoder) decode(op *shard.Op, index int) *shard.Error {
 	r := d.r
 	if err := r.object(); err != nil {
-		return fieldError(trimDot(prefix), err)
+		return fieldError(trimDot(opPrefix(index)), err)
 	}
 	var seen uint
 	for {
@@ -95,17 +96,17 @@ func (d *opDecoder) decode(op *shard.Op, prefix string) *shard.Error {
 			bit = fieldExpectedVersion
 		}
 		if bit == 0 || !d.batch && bit&(fieldProductID|fieldKey|fieldExpectedVersion) != 0 {
-			return invalid(prefix + "unknown field " + strconv.Quote(string(name)) + fieldHint(string(name), d.batch))
+			return invalid(opPrefix(index) + "unknown field " + strconv.Quote(string(name)) + fieldHint(string(name), d.batch))
 		}
 		if seen&bit != 0 {
-			return invalid(prefix + "duplicate field " + strconv.Quote(string(name)))
+			return invalid(opPrefix(index) + "duplicate field " + strconv.Quote(string(name)))
 		}
 		seen |= bit
 		switch bit {
 		case fieldType:
 			s, err := r.str()
 			if err != nil {
-				return fieldError(prefix+fieldNames[bit], err)
+				return fieldError(opPrefix(index)+fieldNames[bit], err)
 			}
 			op.Type = 0 // unknown: Op.Validate names the valid types
 			for _, t := range shard.Types {
@@ -119,7 +120,7 @@ func (d *opDecoder) decode(op *shard.Op, prefix string) *shard.Error {
 				v, err = presentInvalidInt, nil
 			}
 			if err != nil {
-				return fieldError(prefix+fieldNames[bit], err)
+				return fieldError(opPrefix(index)+fieldNames[bit], err)
 			}
 			if bit == fieldQuantity {
 				op.Quantity = v
@@ -132,13 +133,13 @@ func (d *opDecoder) decode(op *shard.Op, prefix string) *shard.Error {
 				v, err = presentInvalidVersion, nil
 			}
 			if err != nil {
-				return fieldError(prefix+fieldNames[bit], err)
+				return fieldError(opPrefix(index)+fieldNames[bit], err)
 			}
 			op.ExpectedVersion = v
 		default: // the string fields
 			b, err := r.str()
 			if err != nil {
-				return fieldError(prefix+fieldNames[bit], err)
+				return fieldError(opPrefix(index)+fieldNames[bit], err)
 			}
 			s := string(b)
 			switch bit {
@@ -174,6 +175,16 @@ func fieldHint(name string, batch bool) string {
 	return ""
 }
 
+// opPrefix names op index of a batch in error details ("ops[3]."), and a
+// single write's op (index -1) by nothing. It is built only for an error:
+// built for every op, it was one allocation per op of every batch.
+func opPrefix(index int) string {
+	if index < 0 {
+		return ""
+	}
+	return "ops[" + strconv.Itoa(index) + "]."
+}
+
 func trimDot(prefix string) string {
 	if prefix != "" && prefix[len(prefix)-1] == '.' {
 		return prefix[:len(prefix)-1]
@@ -184,7 +195,7 @@ func trimDot(prefix string) string {
 // decodeWrite reads the body of a single write into op.
 func decodeWrite(r reader, op *shard.Op) *shard.Error {
 	d := opDecoder{r: r}
-	if err := d.decode(op, ""); err != nil {
+	if err := d.decode(op, -1); err != nil {
 		return err
 	}
 	if err := r.finish(); err != nil {
@@ -262,7 +273,7 @@ func decodeOps(r reader, actor string, b *batchBody) *shard.Error {
 			return newError(codePayloadTooLarge, "a batch has at most "+strconv.Itoa(shard.BatchRequestOpsMax)+" ops")
 		}
 		b.ops = append(b.ops, shard.Op{ExpectedVersion: shard.NoVersion, Actor: actor})
-		if err := d.decode(&b.ops[i], "ops["+strconv.Itoa(i)+"]."); err != nil {
+		if err := d.decode(&b.ops[i], i); err != nil {
 			err.OpIndex = i
 			return err
 		}
