@@ -225,7 +225,13 @@ func (c *client) do(ctx context.Context, method, path, key string, body []byte) 
 func (c *client) exchange(ctx context.Context, cn *conn, method, path, key string, body []byte) (r reply, reuse bool) {
 	cn.SetDeadline(time.Now().Add(c.timeout))
 	stop := context.AfterFunc(ctx, func() { cn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		// A cancel that came too late to stop the request may still be
+		// setting the deadline: the connection is not used again.
+		if !stop() {
+			reuse = false
+		}
+	}()
 	fail := func(err error) (reply, bool) {
 		if ctx.Err() != nil {
 			err = ctx.Err()
