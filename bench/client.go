@@ -116,6 +116,10 @@ type client struct {
 	timeout time.Duration // per request
 	// auth is the Authorization header value, nil for none.
 	auth []string
+	// minimal asks for the short answers of writes and batches (Prefer:
+	// return=minimal), whose entries carry no product or type: write and
+	// batch take those from the ops.
+	minimal bool
 	// idle holds the keep-alive connections not in use; a request takes
 	// one or dials a new one, and puts it back if the answer leaves it
 	// reusable and there is room.
@@ -257,6 +261,9 @@ func (c *client) exchange(ctx context.Context, cn *conn, method, path, key strin
 		b = append(b, key...)
 		b = append(b, "\r\n"...)
 	}
+	if c.minimal && method == http.MethodPost {
+		b = append(b, "Prefer: return=minimal\r\n"...)
+	}
 	for _, a := range c.auth {
 		b = append(b, "Authorization: "...)
 		b = append(b, a...)
@@ -308,6 +315,8 @@ func (c *client) write(ctx context.Context, op Op) (reply, *writeResponse) {
 		r.err = fmt.Errorf("decode write response: %w", err)
 		return r, nil
 	}
+	op.ProductID = pid
+	fromOp(w.Transactions, &op)
 	return r, &w
 }
 
@@ -327,7 +336,27 @@ func (c *client) batch(ctx context.Context, atomic bool, ops []Op) (reply, *batc
 		r.err = fmt.Errorf("batch of %d ops answered %d results", len(ops), len(b.Results))
 		return r, nil
 	}
+	for i := range b.Results {
+		fromOp(b.Results[i].Transactions, &ops[i])
+	}
 	return r, &b
+}
+
+// fromOp fills in the product and type of the entries a write of op
+// appended, which a return=minimal answer leaves out: the op's type, then
+// the RELEASE of the rest of a partial COMMIT.
+func fromOp(es []Entry, op *Op) {
+	for j := range es {
+		if es[j].ProductID == "" {
+			es[j].ProductID = op.ProductID
+		}
+		if es[j].Type == "" {
+			es[j].Type = op.Type
+			if j > 0 {
+				es[j].Type = "RELEASE"
+			}
+		}
+	}
 }
 
 // stock reads a product's balances.

@@ -144,3 +144,44 @@ func TestTokenLoadsAProtectedService(t *testing.T) {
 		t.Errorf("-token: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 }
+
+// TestMinimalAnswersVerify runs the checkout and mixed scenarios with
+// -minimal: the answers then carry no product or type, which the harness
+// takes from the ops, and verification must still match every
+// acknowledged entry to the ledger.
+func TestMinimalAnswersVerify(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the service")
+	}
+	dir := t.TempDir()
+	bin, err := buildService(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := startService(context.Background(), bin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.cleanup() })
+	for _, scenario := range []string{"checkout", "mixed"} {
+		jsonPath := filepath.Join(dir, scenario+".json")
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"-target", svc.url, "-scenario", scenario, "-minimal", "-c", "8",
+			"-warmup", "0", "-duration", "2s", "-expire-ttl", "1s", "-quiet", "-json", jsonPath}, &stdout, &stderr)
+		if code != exitOK {
+			t.Fatalf("%s: exit code %d\nstdout:\n%s\nstderr:\n%s", scenario, code, stdout.String(), stderr.String())
+		}
+		var got struct {
+			Verified bool           `json:"verified"`
+			Requests int64          `json:"requests"`
+			Params   map[string]any `json:"params"`
+		}
+		b, _ := os.ReadFile(jsonPath)
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if !got.Verified || got.Requests == 0 || got.Params["prefer"] != "return=minimal" {
+			t.Errorf("%s: verified %v after %d requests, params %v", scenario, got.Verified, got.Requests, got.Params)
+		}
+	}
+}

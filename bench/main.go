@@ -65,6 +65,8 @@ type config struct {
 	jsonPath    string
 	chartPath   string
 	cpuProfile  string
+	// minimal sends Prefer: return=minimal on writes and batches.
+	minimal bool
 
 	units         int64 // flashsale
 	commit        bool  // flashsale
@@ -97,6 +99,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of every random choice (product picks, cart sizes, op mixes)")
 	fs.StringVar(&c.nonce, "nonce", "", "run nonce in the product ids (default: random), so runs against one server never share products")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.BoolVar(&c.minimal, "minimal", false, "send \"Prefer: return=minimal\" on writes and batches: answers carry entry ids, versions and balances only")
 	fs.Int64Var(&c.maxInflight, "max-inflight", 20000, "open loop: most steps outstanding at once; steps due beyond it are dropped and counted")
 	fs.Int64Var(&c.maxSteps, "max-steps", stepsMaxDefault, "most steps in a run (warm-up included)")
 	fs.BoolVar(&c.verify, "verify", true, "check every touched product's stock and ledger after the run")
@@ -333,6 +336,7 @@ func execute(ctx context.Context, cfg *config, stderr io.Writer) (res *result, e
 		fmt.Fprintf(stderr, "bench: spawned inventoryd at %s (data in %s)\n", svc.url, svc.dir)
 	}
 	c := newClient(target, cfg.idleConns, cfg.timeout)
+	c.minimal = cfg.minimal
 	if cfg.token != "" {
 		c.auth = []string{"Bearer " + cfg.token}
 	}

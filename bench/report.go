@@ -73,16 +73,21 @@ func (r *result) throughput() (rps, ops float64) {
 
 func (r *result) params() map[string]any {
 	c := r.Config
+	var p map[string]any
 	switch c.scenario {
 	case "flashsale":
-		return map[string]any{"units": c.units, "commit": c.commit}
+		p = map[string]any{"units": c.units, "commit": c.commit}
 	case "checkout":
-		return map[string]any{"products": c.products, "stock": c.stock, "zipf": c.zipf, "outcomes": c.outcomes, "expire_ttl_s": c.expireTTL.Seconds()}
+		p = map[string]any{"products": c.products, "stock": c.stock, "zipf": c.zipf, "outcomes": c.outcomes, "expire_ttl_s": c.expireTTL.Seconds()}
 	case "mixed":
-		return map[string]any{"products": c.products, "stock": c.stock, "zipf": c.zipf, "mix": c.mix}
+		p = map[string]any{"products": c.products, "stock": c.stock, "zipf": c.zipf, "mix": c.mix}
 	default:
-		return map[string]any{"products": c.products, "stock": c.stock, "ops_per_request": c.opsPerRequest, "op": c.op}
+		p = map[string]any{"products": c.products, "stock": c.stock, "ops_per_request": c.opsPerRequest, "op": c.op}
 	}
+	if c.minimal {
+		p["prefer"] = "return=minimal"
+	}
+	return p
 }
 
 func (r *result) json() jsonResult {
@@ -118,7 +123,11 @@ func writeSummary(w io.Writer, r *result) {
 	} else {
 		fmt.Fprintf(w, ", %d clients", c.concurrency)
 	}
-	fmt.Fprintf(w, ", target %s, seed %d, nonce %s\n", r.Target, c.seed, c.nonce)
+	fmt.Fprintf(w, ", target %s, seed %d, nonce %s", r.Target, c.seed, c.nonce)
+	if c.minimal {
+		fmt.Fprint(w, ", Prefer: return=minimal")
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "measured   %.2fs after %v warm-up", r.window.Seconds(), c.warmup)
 	if r.EndedEarly {
 		fmt.Fprint(w, " (the scenario ended the run early)")
