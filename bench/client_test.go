@@ -107,3 +107,35 @@ func TestClientDialsLoopbackOnly(t *testing.T) {
 		t.Errorf("dial of 10.0.0.1: %v", r.err)
 	}
 }
+
+// TestClientSkipsConnectionsClosedWhileIdle: a keep-alive connection the
+// service closed after its idle timeout is not used for the next request,
+// which would otherwise fail with an unknown outcome.
+func TestClientSkipsConnectionsClosedWhileIdle(t *testing.T) {
+	var dials, closes atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	srv.Config.IdleTimeout = 20 * time.Millisecond
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			dials.Add(1)
+		case http.StateClosed:
+			closes.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := newClient(srv.URL, 2, 5*time.Second)
+	t.Cleanup(c.close)
+	for i := range 3 {
+		if r := c.do(context.Background(), http.MethodPost, "/", "", []byte("{}")); r.err != nil || string(r.body) != "ok" {
+			t.Fatalf("request %d: %q, %v", i, r.body, r.err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); closes.Load() <= int64(i) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond) // until the server closed the idle connection
+		}
+	}
+	if n := dials.Load(); n != 3 {
+		t.Errorf("3 requests, each after the server closed the idle connection: %d connections, want 3", n)
+	}
+}

@@ -495,9 +495,11 @@ func (e *Engine) split(ops []Op, results []Result) map[int]*request {
 		s := Route(ops[i].ProductID, e.cfg.Shards)
 		r := parts[s]
 		if r == nil {
-			// Room for the rest of the batch: most carts touch one shard.
 			r = newRequest(reqWrite)
-			r.ops, r.index = make([]Op, 0, len(ops)-i), make([]int, 0, len(ops)-i)
+			if e.cfg.Shards == 1 {
+				// One shard has the whole batch: room for the rest of it.
+				r.ops, r.index = make([]Op, 0, len(ops)-i), make([]int, 0, len(ops)-i)
+			}
 			parts[s] = r
 		}
 		r.ops = append(r.ops, ops[i])
