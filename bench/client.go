@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -120,10 +121,14 @@ type client struct {
 	// return=minimal), whose entries carry no product or type: write and
 	// batch take those from the ops.
 	minimal bool
-	// idle holds the keep-alive connections not in use; a request takes
-	// one or dials a new one, and puts it back if the answer leaves it
-	// reusable and there is room.
-	idle chan *conn
+	// idle holds up to idleMax keep-alive connections not in use, the last
+	// used on top: a request takes the top one or dials a new one, and puts
+	// it back if the answer leaves it reusable and there is room. Last in,
+	// first out (as net/http's Transport) keeps the connections in use few
+	// after a burst, and lets the service's idle timeout close the rest.
+	mu      sync.Mutex
+	idle    []*conn
+	idleMax int
 }
 
 // wbKeptMax is the largest request buffer a connection keeps for the next
@@ -175,7 +180,7 @@ func checkLoopback(target string) (string, error) {
 // cores it shares with the service it measures. A request is never
 // retried: an answer that does not arrive is an unknown outcome.
 func newClient(base string, conns int, timeout time.Duration) *client {
-	return &client{base: base, host: strings.TrimPrefix(base, "http://"), timeout: timeout, idle: make(chan *conn, conns)}
+	return &client{base: base, host: strings.TrimPrefix(base, "http://"), timeout: timeout, idleMax: conns}
 }
 
 // dial opens a connection to the service, which checkLoopback made sure is
@@ -194,13 +199,25 @@ func (c *client) dial(ctx context.Context, deadline time.Time) (*conn, error) {
 }
 
 func (c *client) close() {
-	for {
-		select {
-		case cn := <-c.idle:
-			cn.Close()
-		default:
-			return
-		}
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, cn := range idle {
+		cn.Close()
+	}
+}
+
+// put keeps cn for a later request, or closes it when idleMax are kept.
+func (c *client) put(cn *conn) {
+	c.mu.Lock()
+	if len(c.idle) < c.idleMax {
+		c.idle = append(c.idle, cn)
+		cn = nil
+	}
+	c.mu.Unlock()
+	if cn != nil {
+		cn.Close()
 	}
 }
 
@@ -210,15 +227,20 @@ func (c *client) close() {
 // would be unknown, since nothing is retried.
 func (c *client) take() *conn {
 	for {
-		select {
-		case cn := <-c.idle:
-			if !idleClosed(cn) {
-				return cn
-			}
-			cn.Close()
-		default:
+		c.mu.Lock()
+		n := len(c.idle)
+		if n == 0 {
+			c.mu.Unlock()
 			return nil
 		}
+		cn := c.idle[n-1]
+		c.idle[n-1] = nil
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		if !idleClosed(cn) {
+			return cn
+		}
+		cn.Close()
 	}
 }
 
@@ -238,11 +260,7 @@ func (c *client) do(ctx context.Context, method, path, key string, body []byte) 
 		cn.Close()
 		return r
 	}
-	select {
-	case c.idle <- cn:
-	default:
-		cn.Close()
-	}
+	c.put(cn)
 	return r
 }
 
