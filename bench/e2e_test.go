@@ -12,17 +12,25 @@ import (
 	"testing"
 )
 
-// TestFlashSaleEndToEnd builds the real service, lets the harness start
-// it, sells 200 units to 16 clients, and checks the verdict and reports.
-func TestFlashSaleEndToEnd(t *testing.T) {
+// serviceBin builds ./cmd/inventoryd into a temp dir for a test, which is
+// skipped under -short, and returns the dir and the binary.
+func serviceBin(t *testing.T) (dir, bin string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the service")
 	}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	bin, err := buildService(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, bin
+}
+
+// TestFlashSaleEndToEnd builds the real service, lets the harness start
+// it, sells 200 units to 16 clients, and checks the verdict and reports.
+func TestFlashSaleEndToEnd(t *testing.T) {
+	dir, bin := serviceBin(t)
 	jsonPath, chartPath := filepath.Join(dir, "out.json"), filepath.Join(dir, "out.html")
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"-spawn", "-service-bin", bin, "-scenario", "flashsale",
@@ -105,14 +113,7 @@ func TestLoopbackOnly(t *testing.T) {
 // harness loads and verifies a service with access control on; without it
 // the service refuses every request and the run fails.
 func TestTokenLoadsAProtectedService(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the service")
-	}
-	dir := t.TempDir()
-	bin, err := buildService(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := serviceBin(t)
 	keys := filepath.Join(dir, "keys.json")
 	const secret = "inv_bench-test-secret"
 	sum := sha256.Sum256([]byte(secret))
@@ -150,14 +151,7 @@ func TestTokenLoadsAProtectedService(t *testing.T) {
 // takes from the ops, and verification must still match every
 // acknowledged entry to the ledger.
 func TestMinimalAnswersVerify(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the service")
-	}
-	dir := t.TempDir()
-	bin, err := buildService(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := serviceBin(t)
 	svc, err := startService(context.Background(), bin, nil)
 	if err != nil {
 		t.Fatal(err)
