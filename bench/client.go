@@ -112,7 +112,6 @@ func (r reply) statusKey() string {
 
 // client talks to one service over keep-alive connections.
 type client struct {
-	base    string        // "http://127.0.0.1:8080"
 	host    string        // "127.0.0.1:8080"
 	timeout time.Duration // per request
 	// auth is the Authorization header value, nil for none.
@@ -180,7 +179,7 @@ func checkLoopback(target string) (string, error) {
 // cores it shares with the service it measures. A request is never
 // retried: an answer that does not arrive is an unknown outcome.
 func newClient(base string, conns int, timeout time.Duration) *client {
-	return &client{base: base, host: strings.TrimPrefix(base, "http://"), timeout: timeout, idleMax: conns}
+	return &client{host: strings.TrimPrefix(base, "http://"), timeout: timeout, idleMax: conns}
 }
 
 // dial opens a connection to the service, which checkLoopback made sure is
