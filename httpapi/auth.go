@@ -289,10 +289,11 @@ func (s *server) authorize(c echo.Context) error {
 	}
 	r := c.Request()
 	class := routeAccess(r.Method, c.Path(), r.URL.Path)
-	if class == accessWriter && !s.routes[[2]string{r.Method, c.Path()}] {
-		// A method the route does not serve answers 405 Method Not
-		// Allowed, with the methods it does, to a reader too: it writes
-		// nothing, and a reader may call the route with GET anyway.
+	if class == accessWriter && c.Get(echo.ContextKeyHeaderAllow) != nil {
+		// The router found the path but not the method (it set Allow for
+		// the 405): that answer, with the methods the route serves, goes
+		// to a reader too: it writes nothing, and a reader may call the
+		// route with GET anyway.
 		class = accessReader
 	}
 	need := s.auth.need(class)

@@ -94,9 +94,6 @@ type server struct {
 	// reconciler serves POST /admin/reconcile; nil when not configured.
 	reconciler *shard.Reconciler
 	auth       *Auth // nil: access control off
-	// routes are the method and pattern of every route, for authorize to
-	// tell a method a route lacks (405) from one it serves.
-	routes map[[2]string]bool
 }
 
 // New returns an Echo that serves the API of API.md on cfg.Engine. The
@@ -154,10 +151,6 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.GET(routeConsoleRoot, s.consoleRoot)
 	e.GET(routeConsole, s.console)
 	e.POST(routeReconcile, s.postReconcile)
-	s.routes = make(map[[2]string]bool)
-	for _, r := range e.Routes() {
-		s.routes[[2]string{r.Method, r.Path}] = true
-	}
 	return e, nil
 }
 
