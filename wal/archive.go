@@ -365,20 +365,27 @@ func moveSegment(path, dir string) (int64, error) {
 		return 0, err
 	}
 	// A link, unlike a rename, never replaces a file already there: two
-	// logs given one archive directory must not overwrite each other.
-	if err := os.Link(tmp, final); err != nil {
-		if !errors.Is(err, fs.ErrExist) {
-			// A file system without hard links: check, then rename.
-			if _, err := os.Lstat(final); !errors.Is(err, fs.ErrNotExist) {
-				return 0, existing(final, path, err)
+	// logs given one archive directory must not overwrite each other. A
+	// file found there is taken only if it is a copy of this segment; the
+	// move then goes on as if the link had made it.
+	linkErr := os.Link(tmp, final)
+	if linkErr != nil && !errors.Is(linkErr, fs.ErrExist) {
+		// A file system without hard links: check, then rename.
+		if _, err := os.Lstat(final); errors.Is(err, fs.ErrNotExist) {
+			linkErr = os.Rename(tmp, final)
+			if linkErr != nil {
+				return 0, linkErr
 			}
-			if err := os.Rename(tmp, final); err != nil {
-				return 0, err
-			}
-		} else {
-			return 0, existing(final, path, nil)
+		} else if err != nil {
+			return 0, err
 		}
-	} else if err := os.Remove(tmp); err != nil {
+	}
+	if linkErr != nil {
+		if err := existing(final, path); err != nil {
+			return 0, err
+		}
+	}
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, err
 	}
 	if err := archiveStep(stepSyncArchive, name); err != nil {
@@ -419,7 +426,7 @@ func archived(path, final string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := existing(final, path, nil); err != nil {
+	if err := existing(final, path); err != nil {
 		return 0, err
 	}
 	return fi.Size(), nil
@@ -427,12 +434,8 @@ func archived(path, final string) (int64, error) {
 
 // existing checks the file found at final, where a move of the live
 // segment at path would put its copy: nil if it is a separate file with
-// the same bytes, else a *CorruptError. statErr is the error of looking
-// final up, if that failed.
-func existing(final, path string, statErr error) error {
-	if statErr != nil {
-		return statErr
-	}
+// the same bytes, else a *CorruptError.
+func existing(final, path string) error {
 	one, err := oneFile(final, path)
 	if err != nil {
 		return err

@@ -433,6 +433,37 @@ func TestArchiveNeverReplaces(t *testing.T) {
 	readAll(t, lb, allB)
 }
 
+// TestArchiveTakesACopyFoundAtTheLink: a copy of the segment that appears
+// in the archive between the check and the link (here put there at the
+// rename step) is taken as the archived copy: the move finishes, with no
+// temporary file and no live copy left.
+func TestArchiveTakesACopyFoundAtTheLink(t *testing.T) {
+	dir, archive := t.TempDir(), filepath.Join(t.TempDir(), "shard-0000")
+	l, all := archivedLog(t, dir, Options{SegmentBytes: 1 << 10, ArchiveDir: archive})
+	defer l.Close()
+	first := segmentName(mustList(t, dir)[0])
+	f := func(step, name string) error {
+		if step == stepRename && name == first {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(archive, name), b, filePerms)
+			}
+			return err
+		}
+		return nil
+	}
+	archiveFaults.Store(&f)
+	n, _, err := l.Archive(all[len(all)-1].loc)
+	archiveFaults.Store(nil)
+	if err != nil || n == 0 {
+		t.Fatalf("Archive: %d segments, %v", n, err)
+	}
+	if slices.Contains(names(t, dir), first) || slices.Contains(names(t, archive), first+archiveTmpSuffix) {
+		t.Errorf("left behind: live %v, archive %v", names(t, dir), names(t, archive))
+	}
+	readAll(t, l, all)
+}
+
 // TestArchiveNeedsItsParent: an archive directory whose parent is missing
 // (its disk not mounted) fails the move; nothing moves.
 func TestArchiveNeedsItsParent(t *testing.T) {

@@ -493,9 +493,10 @@ func (l *Log) ReadMany(locs []uint64) ([][]byte, error) {
 				f.Close()
 			}
 			var err error
-			seg := segment{path: filepath.Join(l.dir, segmentName(segFirst))}
+			name := segmentName(segFirst)
+			seg := segment{path: filepath.Join(l.dir, name)}
 			if a := l.opts.ArchiveDir; a != "" {
-				seg.alt = filepath.Join(a, segmentName(segFirst))
+				seg.alt = filepath.Join(a, name)
 			}
 			if f, err = openSegment(seg); err != nil {
 				return nil, fmt.Errorf("wal: read loc %#x: %w", loc, err)

@@ -51,9 +51,6 @@ func OpenAfter(dir string, opts Options, after uint64, fn func(loc uint64, rec [
 		if opts.ArchiveDir, err = filepath.Abs(opts.ArchiveDir); err != nil {
 			return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
 		}
-		if opts.ArchiveDir == dir {
-			return nil, rep, fmt.Errorf("wal: open %s: the archive directory is the log's own", dir)
-		}
 	}
 	if err := makeDir(dir); err != nil {
 		return nil, rep, fmt.Errorf("wal: open %s: %w", dir, err)
