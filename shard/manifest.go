@@ -111,6 +111,15 @@ func ShardDir(dir string, i int) string {
 	return filepath.Join(dir, fmt.Sprintf("shard-%04d", i))
 }
 
+// ArchiveShardDir returns shard i's directory under the WAL archive
+// directory archive, and "" when there is no archive ("").
+func ArchiveShardDir(archive string, i int) string {
+	if archive == "" {
+		return ""
+	}
+	return ShardDir(archive, i)
+}
+
 // WriteFileSync writes name in dir atomically and durably: a temporary file
 // (mode 0600), fsync, rename, fsync of the directory. A reader sees the old
 // file or the new one, never half of one.

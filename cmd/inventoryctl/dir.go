@@ -100,18 +100,10 @@ func (d *dataDir) note(w io.Writer) {
 }
 
 // shardArchive returns shard i's archive directory, "" for none.
-func (d *dataDir) shardArchive(i int) string {
-	if d.archive == "" {
-		return ""
-	}
-	return shard.ShardDir(d.archive, i)
-}
+func (d *dataDir) shardArchive(i int) string { return shard.ArchiveShardDir(d.archive, i) }
 
 // reader returns a read-only reader of shard i's log, archive first.
 func (d *dataDir) reader(i int) *wal.Reader {
-	if d.archive == "" {
-		return wal.NewReader(shard.ShardDir(d.path, i))
-	}
 	return wal.NewReaderWithArchive(shard.ShardDir(d.path, i), d.shardArchive(i))
 }
 

@@ -99,7 +99,7 @@ func inspect(args []string, stdout, stderr io.Writer) int {
 		}
 		for _, s := range snaps {
 			fmt.Fprintf(stdout, "  snapshot %s: %d bytes, written %s (%s ago)", filepath.Base(s.Path), s.Bytes,
-				s.Written.UTC().Format("2006-01-02T15:04:05Z"), time.Since(s.Written).Round(time.Second))
+				s.ModTime.UTC().Format("2006-01-02T15:04:05Z"), time.Since(s.ModTime).Round(time.Second))
 			if s.Err != nil {
 				fmt.Fprintf(stdout, ", unusable: %v", s.Err)
 				status = exitProblem

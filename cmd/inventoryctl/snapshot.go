@@ -45,13 +45,12 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 }
 
 func snapshotDir(dir, archive string, retention time.Duration, segment int, out, errOut io.Writer) error {
-	shards, ok, err := shard.ManifestShards(dir)
+	given := archive != ""
+	d, err := openDataDir(dir, archive)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return fmt.Errorf("%s has no %s: not a data directory", dir, shard.ManifestName)
-	}
+	shards, archive := d.shards, d.archive
 	lock, err := shard.LockDir(dir)
 	if err != nil {
 		return fmt.Errorf("%w (is inventoryd running on it?)", err)
@@ -70,19 +69,14 @@ func snapshotDir(dir, archive string, retention time.Duration, segment int, out,
 			before[i], _ = os.Stat(infos[0].Path)
 		}
 	}
-	given := archive != ""
 	if given {
 		if archive, err = filepath.Abs(archive); err != nil {
 			return err
 		}
-	} else if archive, err = shard.ManifestArchiveDir(dir); err != nil {
-		return err
 	}
 	openAfter := func(i int, after uint64, replay func(uint64, []byte) error) (shard.Journal, error) {
 		o := opts
-		if archive != "" {
-			o.ArchiveDir = shard.ShardDir(archive, i)
-		}
+		o.ArchiveDir = shard.ArchiveShardDir(archive, i)
 		l, _, err := wal.OpenAfter(shard.ShardDir(dir, i), o, after, replay)
 		if err != nil {
 			return nil, err

@@ -2,17 +2,14 @@ package main
 
 import (
 	"errors"
-	"time"
 
 	"github.com/inventory-ledger/inventory/shard"
 )
 
-// snapshotInfo describes one snapshot file of a shard.
+// snapshotInfo describes one snapshot file of a shard: the file, as
+// listed, and what reading it found.
 type snapshotInfo struct {
-	Path    string
-	Loc     uint64 // locator of the last log record it covers
-	Bytes   int64
-	Written time.Time
+	shard.SnapshotInfo
 	// Summary is what it holds, when it checks out.
 	Summary *shard.SnapshotSummary
 	// Err says why the snapshot cannot be used (torn, bad checksum, wrong
@@ -29,7 +26,7 @@ func shardSnapshots(dir string, i, shards int) ([]snapshotInfo, error) {
 	}
 	out := make([]snapshotInfo, 0, len(infos))
 	for _, in := range infos {
-		s := snapshotInfo{Path: in.Path, Loc: in.Loc, Bytes: in.Bytes, Written: in.ModTime}
+		s := snapshotInfo{SnapshotInfo: in}
 		s.Summary, s.Err = shard.ReadSnapshot(in.Path, i, shards)
 		out = append(out, s)
 	}

@@ -37,9 +37,7 @@ func (c *Config) checkArchiveDir() error {
 // archiving is on.
 func (c *Config) shardWAL(i int) wal.Options {
 	o := c.WAL
-	if c.ArchiveDir != "" {
-		o.ArchiveDir = shard.ShardDir(c.ArchiveDir, i)
-	}
+	o.ArchiveDir = shard.ArchiveShardDir(c.ArchiveDir, i)
 	return o
 }
 

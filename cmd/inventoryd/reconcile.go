@@ -22,10 +22,7 @@ const (
 func newReconciler(cfg *Config, engine *shard.Engine, log *slog.Logger) (*shard.Reconciler, error) {
 	return shard.NewReconciler(engine, shard.ReconcilerConfig{
 		OpenLog: func(i int) shard.LogCursor {
-			if cfg.ArchiveDir != "" {
-				return wal.NewReaderWithArchive(shard.ShardDir(cfg.DataDir, i), shard.ShardDir(cfg.ArchiveDir, i))
-			}
-			return wal.NewReader(shard.ShardDir(cfg.DataDir, i))
+			return wal.NewReaderWithArchive(shard.ShardDir(cfg.DataDir, i), shard.ArchiveShardDir(cfg.ArchiveDir, i))
 		},
 		Logger:     log,
 		Registerer: cfg.Engine.Registerer,
