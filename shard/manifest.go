@@ -37,13 +37,9 @@ type manifest struct {
 // count, so a directory can only be opened with the count it was made with.
 func PrepareDir(dir string, shards int) error {
 	path := filepath.Join(dir, ManifestName)
-	b, err := os.ReadFile(path)
+	m, err := readManifest(dir)
 	switch {
 	case err == nil:
-		var m manifest
-		if err := json.Unmarshal(b, &m); err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
 		if m.Format != FormatVersion && m.Format != formatVersionNoTx {
 			return fmt.Errorf("%s: data format %d, this build reads formats %d and %d", path, m.Format, formatVersionNoTx, FormatVersion)
 		}
@@ -54,12 +50,12 @@ func PrepareDir(dir string, shards int) error {
 			// Format 2 only adds tx records; mark the directory so that a
 			// build that cannot read them refuses it.
 			m.Format = FormatVersion
-			b, _ = json.Marshal(m)
+			b, _ := json.Marshal(m)
 			return WriteFileSync(dir, ManifestName, append(b, '\n'))
 		}
 		return nil
 	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("read manifest: %w", err)
+		return err
 	}
 	if err := MakeDir(dir); err != nil {
 		return err
@@ -84,24 +80,19 @@ func PrepareDir(dir string, shards int) error {
 	if len(ents) > 0 {
 		return fmt.Errorf("data dir %s is not empty but has no %s: refusing to guess its layout", dir, ManifestName)
 	}
-	b, _ = json.Marshal(manifest{Format: FormatVersion, Shards: shards})
+	b, _ := json.Marshal(manifest{Format: FormatVersion, Shards: shards})
 	return WriteFileSync(dir, ManifestName, append(b, '\n'))
 }
 
 // ManifestShards returns the shard count recorded in dir's manifest, and
 // false if dir has none yet.
 func ManifestShards(dir string) (int, bool, error) {
-	path := filepath.Join(dir, ManifestName)
-	b, err := os.ReadFile(path)
+	m, err := readManifest(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("read manifest: %w", err)
-	}
-	var m manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return 0, false, fmt.Errorf("read %s: %w", path, err)
+		return 0, false, err
 	}
 	return m.Shards, true, nil
 }
@@ -172,6 +163,8 @@ func RecordArchiveDir(dir, archive string) (bool, error) {
 	return true, WriteFileSync(dir, ManifestName, append(b, '\n'))
 }
 
+// readManifest reads dir's manifest; a missing one is an error that
+// unwraps to fs.ErrNotExist.
 func readManifest(dir string) (manifest, error) {
 	var m manifest
 	path := filepath.Join(dir, ManifestName)

@@ -360,16 +360,12 @@ var idByte = func() (t [256]bool) {
 // It is FNV-1a (stable across processes, since it is stored in the WAL) over
 // a length-prefixed encoding, so no two distinct requests share an input.
 func (op *Op) fingerprint() uint64 {
-	const (
-		offset64 = 14695981039346656037
-		prime64  = 1099511628211
-	)
-	h := uint64(offset64)
+	h := uint64(fnvOffset)
 	num := func(v int64) {
 		u := uint64(v)
 		for i := 0; i < 8; i++ {
 			h ^= u & 0xff
-			h *= prime64
+			h *= fnvPrime
 			u >>= 8
 		}
 	}
@@ -377,7 +373,7 @@ func (op *Op) fingerprint() uint64 {
 		num(int64(len(s)))
 		for i := 0; i < len(s); i++ {
 			h ^= uint64(s[i])
-			h *= prime64
+			h *= fnvPrime
 		}
 	}
 	str(op.ProductID)

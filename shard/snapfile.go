@@ -496,22 +496,6 @@ func (r *snapReader) u64() uint64 {
 	return v
 }
 
-// skipSettled reads past one record of a run and returns its hash: the
-// load needs no ids, and allocates none.
-func (r *snapReader) skipSettled() uint64 {
-	h := r.u64()
-	for range 2 {
-		n := r.uvarint()
-		if r.err == nil && n > snapStringBytesMax {
-			r.err = fmt.Errorf("string of %d bytes", n)
-		}
-		r.skip(int64(n))
-	}
-	r.uvarint()
-	r.varint()
-	return h
-}
-
 // record returns the bytes of the next record of a run, valid until the
 // next read: a hash, two strings and two varints.
 func (r *snapReader) record() []byte {
@@ -547,12 +531,11 @@ func (r *snapReader) record() []byte {
 	return raw
 }
 
+// settled reads the next record of a run into rec, its ids copied.
 func (r *snapReader) settled(rec *settledRec) {
-	rec.hash = r.u64()
-	rec.productID = r.str()
-	rec.id = r.str()
-	rec.meta = r.uvarint()
-	rec.settle = r.varint()
+	if raw := r.record(); r.err == nil {
+		r.err = (&snapDecoder{b: raw}).settled(rec)
+	}
 }
 
 func (r *snapReader) uvarint() uint64 {
