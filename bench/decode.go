@@ -93,14 +93,15 @@ func (s *scanner) rawString() ([]byte, bool) {
 			return nil, false
 		}
 		end := from + q
-		seg := s.b[from:end]
-		for _, c := range seg {
+		bs := false
+		for _, c := range s.b[from:end] {
 			if c < 0x20 {
 				s.fail()
 				return nil, false
 			}
+			bs = bs || c == '\\'
 		}
-		if bytes.IndexByte(seg, '\\') < 0 {
+		if !bs {
 			s.i = end + 1
 			return s.b[start:end], esc
 		}
@@ -281,7 +282,7 @@ func (s *scanner) entry() Entry {
 		case "product_id":
 			e.ProductID = s.str()
 		case "type":
-			e.Type = s.str()
+			e.Type = s.entryType()
 		case "quantity":
 			e.Quantity = s.int()
 		case "delta":
