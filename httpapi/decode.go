@@ -61,11 +61,11 @@ type opDecoder struct {
 
 // decode reads an op object into op, whose ProductID, ExpectedVersion and
 // Actor the caller has already set. index is the op's in its batch, -1 for
-// a single write; it names the op in error details (opPrefix).
+// a single write; it names the op in error details (opName).
 func (d *opDecoder) decode(op *shard.Op, index int) *shard.Error {
 	r := d.r
 	if err := r.object(); err != nil {
-		return fieldError(trimDot(opPrefix(index)), err)
+		return fieldError(opName(index), err)
 	}
 	var seen uint
 	for {
@@ -175,21 +175,22 @@ func fieldHint(name string, batch bool) string {
 	return ""
 }
 
-// opPrefix names op index of a batch in error details ("ops[3]."), and a
+// opName names op index of a batch in error details ("ops[3]"), and a
 // single write's op (index -1) by nothing. It is built only for an error:
 // built for every op, it was one allocation per op of every batch.
+func opName(index int) string {
+	if index < 0 {
+		return ""
+	}
+	return "ops[" + strconv.Itoa(index) + "]"
+}
+
+// opPrefix is opName ready for a field name: "ops[3].", or "".
 func opPrefix(index int) string {
 	if index < 0 {
 		return ""
 	}
-	return "ops[" + strconv.Itoa(index) + "]."
-}
-
-func trimDot(prefix string) string {
-	if prefix != "" && prefix[len(prefix)-1] == '.' {
-		return prefix[:len(prefix)-1]
-	}
-	return prefix
+	return opName(index) + "."
 }
 
 // decodeWrite reads the body of a single write into op.
