@@ -155,17 +155,12 @@ func checkFirst(segs []segment, dir, archive string) error {
 // returns how many files it removed. Called by Open only.
 func cleanArchive(archive string, dups []segment) (int, error) {
 	for _, d := range dups {
-		if one, err := oneFile(d.alt, d.path); err != nil || one {
-			if err == nil {
-				err = &CorruptError{Segment: d.path, Reason: fmt.Sprintf("the archive's copy is the live file %s itself (a link)", d.alt)}
-			}
+		switch kind, err := compareCopy(d.alt, d.path); {
+		case err != nil:
 			return 0, fmt.Errorf("wal: clean archive: %w", err)
-		}
-		same, err := sameFile(d.alt, d.path)
-		if err != nil {
-			return 0, fmt.Errorf("wal: clean archive: %w", err)
-		}
-		if !same {
+		case kind == copyIsLive:
+			return 0, fmt.Errorf("wal: clean archive: %w", &CorruptError{Segment: d.path, Reason: fmt.Sprintf("the archive's copy is the live file %s itself (a link)", d.alt)})
+		case kind == copyDiffers:
 			return 0, &CorruptError{Segment: d.path, Reason: fmt.Sprintf("the segment is in both the archive and %s, with different contents", d.alt)}
 		}
 	}
@@ -199,21 +194,38 @@ func cleanArchive(archive string, dups []segment) (int, error) {
 	return len(remove), nil
 }
 
-// sameFile reports whether the files at a and b hold the same bytes.
-func sameFile(a, b string) (bool, error) {
-	fa, fb, err := statBoth(a, b)
-	if err != nil || fa.Size() != fb.Size() {
-		return false, err
+// What a file found in the archive is to the live segment it would be a
+// copy of (compareCopy).
+const (
+	copySame    = iota // a separate file with the same bytes
+	copyIsLive         // the live file itself, under another name (a link)
+	copyDiffers        // a separate file with other bytes
+)
+
+// compareCopy tells what the file at dup is to the live file at live,
+// looking each up once.
+func compareCopy(dup, live string) (int, error) {
+	fc, fl, err := statBoth(dup, live)
+	switch {
+	case err != nil:
+		return 0, err
+	case os.SameFile(fc, fl):
+		return copyIsLive, nil
+	case fc.Size() != fl.Size():
+		return copyDiffers, nil
 	}
-	da, err := os.ReadFile(a)
+	dc, err := os.ReadFile(dup)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	db, err := os.ReadFile(b)
+	dl, err := os.ReadFile(live)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	return bytes.Equal(da, db), nil
+	if !bytes.Equal(dc, dl) {
+		return copyDiffers, nil
+	}
+	return copySame, nil
 }
 
 // oneFile reports whether the paths a and b name one file (hard links,
@@ -436,17 +448,11 @@ func archived(path, final string) (int64, error) {
 // segment at path would put its copy: nil if it is a separate file with
 // the same bytes, else a *CorruptError.
 func existing(final, path string) error {
-	one, err := oneFile(final, path)
+	kind, err := compareCopy(final, path)
 	if err != nil {
 		return err
 	}
-	same := false
-	if !one {
-		if same, err = sameFile(final, path); err != nil {
-			return err
-		}
-	}
-	if one || !same {
+	if kind != copySame {
 		return &CorruptError{Segment: final, Reason: fmt.Sprintf("the archive already holds a segment of this name that is not a copy of %s: is the archive directory another log's?", path)}
 	}
 	return nil
