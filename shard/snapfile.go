@@ -84,6 +84,12 @@ type SnapshotInfo struct {
 	ModTime time.Time
 }
 
+// ListSetAside returns the paths of the snapshots a start set aside in a
+// shard's snapshot directory because they were ahead of its journal.
+func ListSetAside(dir string) ([]string, error) {
+	return filepath.Glob(filepath.Join(dir, "*"+snapSuffix+snapAheadSuffix))
+}
+
 // ListSnapshots returns the snapshot files in a shard's snapshot directory,
 // newest (highest locator) first, without reading them; a missing directory
 // has none. Temporary files of unfinished writes are not listed.

@@ -109,7 +109,7 @@ func inspect(args []string, stdout, stderr io.Writer) int {
 			}
 			fmt.Fprintln(stdout)
 		}
-		aside, _ := filepath.Glob(filepath.Join(shard.SnapshotDir(d.path, i), "*.snap.ahead"))
+		aside, _ := shard.ListSetAside(shard.SnapshotDir(d.path, i))
 		for _, path := range aside {
 			fmt.Fprintf(stdout, "  set aside %s: a start found it ahead of the log (the log lost records it covered) and no longer reads it\n",
 				filepath.Base(path))
