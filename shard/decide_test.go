@@ -1,6 +1,9 @@
 package shard
 
 import (
+	"math/rand/v2"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -431,4 +434,119 @@ func TestFingerprintCoversTheRequest(t *testing.T) {
 	if o.fingerprint() != fp {
 		t.Errorf("actor or key changed the fingerprint")
 	}
+}
+
+// TestDecideApartMatchesFork runs random carts of different products on a
+// State with a random history and checks that deciding them on the live
+// state gives exactly what deciding them on a fork gives (entries, ids,
+// replays, refusals and the refused op), and that neither moves the state.
+func TestDecideApartMatchesFork(t *testing.T) {
+	m := newMachine(t)
+	a := &actor{state: m.s}
+	rng := rand.New(rand.NewPCG(7, 11))
+	products := []string{"a", "b", "c", "d", "e", "f"}
+	var done []Op // applied ops, replayed now and then
+	holds := map[string][]string{}
+	pick := func(p string) Op {
+		r := "h" + strconv.Itoa(rng.IntN(300))
+		switch rng.IntN(9) {
+		case 0:
+			return add(p, rng.Int64N(5)+1)
+		case 1:
+			return remove(p, rng.Int64N(8)+1)
+		case 2, 3:
+			return reserve(p, r, rng.Int64N(4)+1)
+		case 4:
+			if hs := holds[p]; len(hs) > 0 {
+				r = hs[rng.IntN(len(hs))]
+			}
+			return commit(p, r, rng.Int64N(3)) // 0: the whole hold
+		case 5:
+			if hs := holds[p]; len(hs) > 0 {
+				r = hs[rng.IntN(len(hs))]
+			}
+			return release(p, r)
+		case 6:
+			op := add(p, 1)
+			op.ExpectedVersion = int64(rng.IntN(4))
+			if q := m.s.products[p]; q != nil && rng.IntN(2) == 0 {
+				op.ExpectedVersion = q.version
+			}
+			return op
+		default:
+			for range 4 {
+				if len(done) == 0 {
+					break
+				}
+				if op := done[rng.IntN(len(done))]; op.ProductID == p {
+					if rng.IntN(3) == 0 {
+						op.Quantity++ // the key reused for another request
+					}
+					return op
+				}
+			}
+			return add(p, 2)
+		}
+	}
+	outcomes := map[string]int{}
+	for round := range 3000 {
+		m.now += int64(rng.IntN(400)) * 1e7
+		if round%50 == 0 {
+			m.expire()
+		}
+		rng.Shuffle(len(products), func(i, j int) { products[i], products[j] = products[j], products[i] })
+		ops := make([]Op, rng.IntN(4)+1)
+		for i := range ops {
+			ops[i] = pick(products[i])
+			ops[i].TTLSeconds = 0
+			if ops[i].Type == TypeReserve {
+				ops[i].TTLSeconds = int64(rng.IntN(30) + 1)
+			}
+		}
+		if !apart(ops) {
+			t.Fatalf("round %d: ops on different products not apart", round)
+		}
+		ids, entries := m.s.ids, m.s.entries
+		r1, e1, i1, err1 := a.decideOnFork(ops, m.now)
+		r2, e2, i2, err2 := a.decideApart(ops, m.now)
+		if m.s.ids != ids || m.s.entries != entries {
+			t.Fatalf("round %d: a dry run moved the state: ids %d→%d, entries %d→%d", round, ids, m.s.ids, entries, m.s.entries)
+		}
+		if !reflect.DeepEqual(r1, r2) || !reflect.DeepEqual(e1, e2) || i1 != i2 || !reflect.DeepEqual(err1, err2) {
+			t.Fatalf("round %d: ops %+v\nfork:  %+v %+v %d %v\napart: %+v %+v %d %v", round, ops, r1, e1, i1, err1, r2, e2, i2, err2)
+		}
+		switch {
+		case err1 != nil:
+			outcomes[string(err1.Code)]++
+			continue
+		case slices.ContainsFunc(r1, func(r opResult) bool { return r.replayOf != 0 }):
+			outcomes["replay"]++
+		default:
+			outcomes["applied"]++
+		}
+		if slices.ContainsFunc(e1, func(e Entry) bool { return e.Origin == OriginContinuation }) {
+			outcomes["partial commit"]++
+		}
+		for i := range e1 {
+			if err := m.s.apply(&e1[i], uint64(len(m.log)+1)); err != nil {
+				t.Fatalf("round %d: apply: %v", round, err)
+			}
+			m.log = append(m.log, e1[i])
+		}
+		for i, op := range ops {
+			if r1[i].replayOf == 0 {
+				done = append(done, op)
+				if op.Type == TypeReserve {
+					holds[op.ProductID] = append(holds[op.ProductID], op.ReservationID)
+				}
+			}
+		}
+	}
+	for _, o := range []string{"applied", "replay", "partial commit", string(CodeInsufficientStock), string(CodeVersionConflict),
+		string(CodeReservationExists), string(CodeReservationNotActive), string(CodeIdempotencyKeyReused)} {
+		if outcomes[o] == 0 {
+			t.Errorf("no cart ended %s: %v", o, outcomes)
+		}
+	}
+	t.Logf("outcomes: %v", outcomes)
 }
