@@ -853,6 +853,9 @@ func (a *actor) decideApart(ops []Op, now int64) ([]opResult, []Entry, int, *Err
 			return nil, nil, i, err
 		}
 		if out.replayOf != 0 {
+			if p := s.products[ops[i].ProductID]; p == nil || out.replayOf > p.version {
+				panic(fmt.Sprintf("shard %d: dry run replays version %d of %q, which the state does not have", a.id, out.replayOf, ops[i].ProductID))
+			}
 			results[i].replayOf = out.replayOf
 			continue
 		}
@@ -868,7 +871,10 @@ func (a *actor) decideApart(ops []Op, now int64) ([]opResult, []Entry, int, *Err
 // once the flight is durable, tells the coordinator the part is prepared.
 // An evalOnly prepare only reports the first refusal.
 func (a *actor) prepare(r *request, now int64) {
-	results, entries, i, err := a.dryRun(r.ops, now)
+	// Always on a fork: its apply checks every entry before the part is
+	// durable, where a bad entry would stop every later start (a part on the
+	// live state is checked only when it is committed).
+	results, entries, i, err := a.decideOnFork(r.ops, now)
 	if err != nil {
 		r.err = err.withIndex(r.index[i])
 		return

@@ -439,7 +439,8 @@ func TestFingerprintCoversTheRequest(t *testing.T) {
 // TestDecideApartMatchesFork runs random carts of different products on a
 // State with a random history and checks that deciding them on the live
 // state gives exactly what deciding them on a fork gives (entries, ids,
-// replays, refusals and the refused op), and that neither moves the state.
+// replays, refusals and the refused op), and that neither moves the state:
+// the id counter after each, and all of it against a replay of the log.
 func TestDecideApartMatchesFork(t *testing.T) {
 	m := newMachine(t)
 	a := &actor{state: m.s}
@@ -506,6 +507,11 @@ func TestDecideApartMatchesFork(t *testing.T) {
 		if !apart(ops) {
 			t.Fatalf("round %d: ops on different products not apart", round)
 		}
+		if round%100 == 99 {
+			if diff := sameState(m.s, replayLog(t, m.s, m.log)); diff != "" {
+				t.Fatalf("round %d: the state is not what its log makes: %s", round, diff)
+			}
+		}
 		ids, entries := m.s.ids, m.s.entries
 		r1, e1, i1, err1 := a.decideOnFork(ops, m.now)
 		r2, e2, i2, err2 := a.decideApart(ops, m.now)
@@ -542,11 +548,40 @@ func TestDecideApartMatchesFork(t *testing.T) {
 			}
 		}
 	}
-	for _, o := range []string{"applied", "replay", "partial commit", string(CodeInsufficientStock), string(CodeVersionConflict),
+	for _, o := range []string{"applied", "replay", "partial commit", string(CodeCommitExceedsHold), string(CodeInsufficientStock), string(CodeVersionConflict),
 		string(CodeReservationExists), string(CodeReservationNotActive), string(CodeIdempotencyKeyReused)} {
 		if outcomes[o] == 0 {
 			t.Errorf("no cart ended %s: %v", o, outcomes)
 		}
 	}
 	t.Logf("outcomes: %v", outcomes)
+}
+
+func TestApart(t *testing.T) {
+	ops := func(products ...string) []Op {
+		var out []Op
+		for _, p := range products {
+			out = append(out, add(p, 1))
+		}
+		return out
+	}
+	many := make([]string, apartMax+1)
+	for i := range many {
+		many[i] = "p" + strconv.Itoa(i)
+	}
+	for _, c := range []struct {
+		ops  []Op
+		want bool
+	}{
+		{ops("a"), true},
+		{ops("a", "b", "c"), true},
+		{ops("a", "b", "a"), false},
+		{ops("a", "a"), false},
+		{ops(many[:apartMax]...), true},
+		{ops(many...), false}, // all different, but too many to compare
+	} {
+		if got := apart(c.ops); got != c.want {
+			t.Errorf("apart(%d ops) = %v, want %v", len(c.ops), got, c.want)
+		}
+	}
 }

@@ -36,16 +36,18 @@
 //
 // On one shard, an atomic batch is decided first and applied to the live
 // state only if every op passes; its entries go into one WAL block, so a
-// crash keeps all or none. A cart of a few different products is decided
-// on the live state itself (no op can see another's effect); any other
-// batch is decided and applied on a scratch fork of the state (State.fork).
+// crash keeps all or none. A batch of up to 16 ops on different products
+// (a cart) is decided on the live state itself, since no op can see
+// another's effect; any other batch is decided and applied on a scratch
+// fork of the state (State.fork).
 //
 // Across shards the batch is a tx, numbered by the engine (past every tx in
 // the logs at start-up). Each shard keeps its part in its own log only, so
 // that each log can later be replicated on its own:
 //
 //  1. The coordinator (Engine.atomicBatch) sends every participant its part
-//     at once. The shard dry-runs it (as above); if every op passes, it puts
+//     at once. The shard dry-runs it on a fork, always: the fork's apply checks
+//     every entry before the part is durable. If every op passes, it puts
 //     a PREPARE record (tx, participants, entry count) and the part's
 //     entries, decided but not applied, into its current flight, parks the
 //     products, and answers when that flight is durable: one fsync, in the

@@ -172,8 +172,8 @@ func (s *slab) at(i int32) *hold {
 }
 
 // slabFirstChunk is the first chunk's first size: it doubles up to a full
-// chunk. A scratch fork of the state (State.fork), made for an atomic
-// batch with ops on one product, holds a few holds; a full first chunk (4096 holds, 256 KiB) made
+// chunk. A scratch fork of the state (State.fork), made for a tx's part
+// and for some atomic batches, holds a few holds; a full first chunk (4096 holds, 256 KiB) made
 // and cleared for each was a third of the CPU of a cart load.
 const slabFirstChunk = 8
 

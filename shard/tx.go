@@ -135,7 +135,7 @@ type txPart struct {
 	want    int      // replay: entry records still to collect
 }
 
-// prepareTx records part p of a tx, whose entries were dry-run and
+// prepareTx records part p of a tx, whose entries were decided on a fork and
 // are written after its PREPARE record, and parks its products. The ids of
 // the entries are taken from the shard's counter now, as if applied.
 func (s *State) prepareTx(p *txPart) error {
