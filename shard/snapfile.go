@@ -695,7 +695,9 @@ var errNotDurable = errors.New("the records it covers never became durable")
 // writeSnapshot writes c into dir atomically: a temporary file, fsync, and,
 // once durable reports the records it covers durable, rename and fsync of
 // the directory; then it prunes old snapshots. It returns the new file's
-// run of settled reservations, open for lookups.
+// run of settled reservations, open for lookups. A run with an error means
+// the snapshot is durable and only the pruning failed: the caller owns the
+// run (its open file) either way.
 func writeSnapshot(dir string, c *snapCapture, durable func() bool) (*settledStore, SnapshotInfo, error) {
 	var info SnapshotInfo
 	if err := MakeDir(dir); err != nil {
@@ -798,12 +800,7 @@ func pruneSnapshots(dir string, keep int) error {
 			errs = append(errs, err)
 		}
 	}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), snapSuffix+snapTmpSuffix) {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
+	removeTemps(dir)
 	return errors.Join(errs...)
 }
 

@@ -732,10 +732,14 @@ func (a *actor) writeSnap(job *snapJob, finished chan struct{}) {
 	t := time.Now()
 	store, info, err := writeSnapshot(a.snap.dir, job.c, func() bool { return <-job.durable })
 	a.m.snapshots.seconds.Observe(time.Since(t).Seconds())
-	if err != nil {
+	switch {
+	case store == nil:
 		a.m.snapshots.failures.Inc()
 		a.cfg.Logger.Error("snapshot not written; the journal holds everything, the next snapshot retries", "shard", a.id, "err", err)
-	} else {
+	case err != nil:
+		a.m.snapshots.failures.Inc()
+		a.cfg.Logger.Error("snapshot written, but older snapshots not removed; the next snapshot retries", "shard", a.id, "path", info.Path, "err", err)
+	default:
 		a.m.snapshots.written.Inc()
 		a.cfg.Logger.Info("snapshot written", "shard", a.id, "path", info.Path, "bytes", info.Bytes,
 			"entries", job.c.entries, "duration", time.Since(t).Round(time.Millisecond).String())
@@ -1025,11 +1029,17 @@ func (s *State) closeSpills() {
 func (e *Engine) snapshotNow(i int, st *State, loc uint64) error {
 	c := st.capture(loc, max(e.cfg.Clock(), st.lastAt), e.cfg.Shards)
 	store, info, err := writeSnapshot(e.cfg.SnapshotDir(i), c, func() bool { return true })
-	if err != nil {
+	if store == nil {
 		st.adopt(nil, nil)
 		return fmt.Errorf("snapshot after the replay: %w", err)
 	}
-	e.cfg.Logger.Info("snapshot written after the replay", "shard", i, "path", info.Path, "bytes", info.Bytes)
+	if err != nil {
+		// The snapshot is durable: take it up, as the live path does.
+		e.m.snapshots.failures.Inc()
+		e.cfg.Logger.Error("snapshot written after the replay, but older snapshots not removed; the next snapshot retries", "shard", i, "path", info.Path, "err", err)
+	} else {
+		e.cfg.Logger.Info("snapshot written after the replay", "shard", i, "path", info.Path, "bytes", info.Bytes)
+	}
 	st.adopt(store, c)
 	return nil
 }

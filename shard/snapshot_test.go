@@ -626,6 +626,72 @@ func TestLongReplaySnapshotFails(t *testing.T) {
 	}
 }
 
+// TestLongReplaySnapshotPruneFails: when only the pruning after the
+// snapshot that ends a long replay fails, the snapshot is durable and is
+// taken up, as the live path takes it up: its file stays open for lookups
+// until the engine closes, and no descriptor of it outlives the engine.
+func TestLongReplaySnapshotPruneFails(t *testing.T) {
+	if _, err := os.ReadDir("/proc/self/fd"); err != nil {
+		t.Skip("no /proc/self/fd to count open files")
+	}
+	te := startEngine(t, 1)
+	products, resvs := te.workload("a", 30)
+	before := te.ledger(products, resvs)
+	if err := te.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func(a, b int) { freshIndexMax, freshReplayMax = a, b }(freshIndexMax, freshReplayMax)
+	freshIndexMax, freshReplayMax = 5, 8
+	dir := t.TempDir()
+	te.cfg.SnapshotDir = func(i int) string { return SnapshotDir(dir, i) }
+	fail := func(step string) error {
+		if step == stepPrune {
+			return errors.New("disk gone")
+		}
+		return nil
+	}
+	snapFaults.Store(&fail)
+	te.open()
+	snapFaults.Store(nil)
+	if n := snapshotCount(t, dir, 1); n != 1 {
+		t.Fatalf("%d snapshots after a write whose prune failed, want 1", n)
+	}
+	if n := openFilesUnder(t, dir); n != 1 {
+		t.Errorf("%d open files of the snapshot after the start, want 1 (the run taken up)", n)
+	}
+	if after := te.ledger(products, resvs); after != before {
+		t.Fatalf("after the start:\n%s\nwant\n%s", after, before)
+	}
+	for _, r := range resvs {
+		if _, err := te.Write(context.Background(), reserve(r[0], r[1], 1)); err == nil || err.Code != CodeReservationExists {
+			t.Fatalf("reservation %v reused: %v", r, err)
+		}
+	}
+	te.cfg.SnapshotDir = nil
+	if err := te.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := openFilesUnder(t, dir); n != 0 {
+		t.Errorf("%d files of the snapshot still open after the engine closed", n)
+	}
+}
+
+// openFilesUnder counts this process's open files under dir.
+func openFilesUnder(t *testing.T, dir string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) {
+			n++
+		}
+	}
+	return n
+}
+
 // TestSpilledRunsMerge: the run of the previous snapshot, reservations
 // spilled in several runs, and those settled since merge into one
 // snapshot run that answers every one of them; unspilled, they come back
