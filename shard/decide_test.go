@@ -513,8 +513,8 @@ func TestDecideApartMatchesFork(t *testing.T) {
 			}
 		}
 		ids, entries := m.s.ids, m.s.entries
-		r1, e1, i1, err1 := a.decideOnFork(ops, m.now)
-		r2, e2, i2, err2 := a.decideApart(ops, m.now)
+		r1, e1, i1, err1 := a.decideAll(ops, m.now, false)
+		r2, e2, i2, err2 := a.decideAll(ops, m.now, true)
 		if m.s.ids != ids || m.s.entries != entries {
 			t.Fatalf("round %d: a dry run moved the state: ids %d→%d, entries %d→%d", round, ids, m.s.ids, entries, m.s.entries)
 		}

@@ -583,36 +583,11 @@ func allLocs(s *State, p *product) []uint64 {
 // reads and refusals are those of the log, and the next start (the disk
 // mended) writes the snapshot.
 func TestLongReplaySnapshotFails(t *testing.T) {
-	te := startEngine(t, 1)
-	products, resvs := te.workload("a", 30)
-	before := te.ledger(products, resvs)
-	if err := te.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func(a, b int) { freshIndexMax, freshReplayMax = a, b }(freshIndexMax, freshReplayMax)
-	freshIndexMax, freshReplayMax = 5, 8
-	dir := t.TempDir()
-	te.cfg.SnapshotDir = func(i int) string { return SnapshotDir(dir, i) }
-	fail := func(step string) error {
-		if step == stepRename {
-			return errors.New("disk gone")
-		}
-		return nil
-	}
-	snapFaults.Store(&fail)
-	te.open()
-	snapFaults.Store(nil)
+	te, products, resvs, before, dir := startLongReplay(t, stepRename)
 	if n := snapshotCount(t, dir, 1); n != 0 {
 		t.Fatalf("%d snapshots after a failed write", n)
 	}
-	if after := te.ledger(products, resvs); after != before {
-		t.Fatalf("after a failed snapshot:\n%s\nwant\n%s", after, before)
-	}
-	for _, r := range resvs {
-		if _, err := te.Write(context.Background(), reserve(r[0], r[1], 1)); err == nil || err.Code != CodeReservationExists {
-			t.Fatalf("reservation %v reused: %v", r, err)
-		}
-	}
+	checkLongReplay(t, te, products, resvs, before, "after a failed snapshot")
 	te.restart()
 	if n := snapshotCount(t, dir, 1); n == 0 {
 		t.Error("no snapshot after a start that could write one")
@@ -626,6 +601,48 @@ func TestLongReplaySnapshotFails(t *testing.T) {
 	}
 }
 
+// startLongReplay writes a workload to one shard, then starts it again
+// with limits that make its replay long, so that it ends with a snapshot
+// in dir, whose write fails at step. It returns the engine, the workload
+// and the ledger it left.
+func startLongReplay(t *testing.T, step string) (te *testEngine, products []string, resvs [][2]string, before, dir string) {
+	te = startEngine(t, 1)
+	products, resvs = te.workload("a", 30)
+	before = te.ledger(products, resvs)
+	if err := te.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := freshIndexMax, freshReplayMax
+	t.Cleanup(func() { freshIndexMax, freshReplayMax = a, b })
+	freshIndexMax, freshReplayMax = 5, 8
+	dir = t.TempDir()
+	te.cfg.SnapshotDir = func(i int) string { return SnapshotDir(dir, i) }
+	fail := func(s string) error {
+		if s == step {
+			return errors.New("disk gone")
+		}
+		return nil
+	}
+	snapFaults.Store(&fail)
+	te.open()
+	snapFaults.Store(nil)
+	return te, products, resvs, before, dir
+}
+
+// checkLongReplay checks that reads and refusals after a long replay are
+// those of the log.
+func checkLongReplay(t *testing.T, te *testEngine, products []string, resvs [][2]string, before, when string) {
+	t.Helper()
+	if after := te.ledger(products, resvs); after != before {
+		t.Fatalf("%s:\n%s\nwant\n%s", when, after, before)
+	}
+	for _, r := range resvs {
+		if _, err := te.Write(context.Background(), reserve(r[0], r[1], 1)); err == nil || err.Code != CodeReservationExists {
+			t.Fatalf("%s: reservation %v reused: %v", when, r, err)
+		}
+	}
+}
+
 // TestLongReplaySnapshotPruneFails: when only the pruning after the
 // snapshot that ends a long replay fails, the snapshot is durable and is
 // taken up, as the live path takes it up: its file stays open for lookups
@@ -634,39 +651,14 @@ func TestLongReplaySnapshotPruneFails(t *testing.T) {
 	if _, err := os.ReadDir("/proc/self/fd"); err != nil {
 		t.Skip("no /proc/self/fd to count open files")
 	}
-	te := startEngine(t, 1)
-	products, resvs := te.workload("a", 30)
-	before := te.ledger(products, resvs)
-	if err := te.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func(a, b int) { freshIndexMax, freshReplayMax = a, b }(freshIndexMax, freshReplayMax)
-	freshIndexMax, freshReplayMax = 5, 8
-	dir := t.TempDir()
-	te.cfg.SnapshotDir = func(i int) string { return SnapshotDir(dir, i) }
-	fail := func(step string) error {
-		if step == stepPrune {
-			return errors.New("disk gone")
-		}
-		return nil
-	}
-	snapFaults.Store(&fail)
-	te.open()
-	snapFaults.Store(nil)
+	te, products, resvs, before, dir := startLongReplay(t, stepPrune)
 	if n := snapshotCount(t, dir, 1); n != 1 {
 		t.Fatalf("%d snapshots after a write whose prune failed, want 1", n)
 	}
 	if n := openFilesUnder(t, dir); n != 1 {
 		t.Errorf("%d open files of the snapshot after the start, want 1 (the run taken up)", n)
 	}
-	if after := te.ledger(products, resvs); after != before {
-		t.Fatalf("after the start:\n%s\nwant\n%s", after, before)
-	}
-	for _, r := range resvs {
-		if _, err := te.Write(context.Background(), reserve(r[0], r[1], 1)); err == nil || err.Code != CodeReservationExists {
-			t.Fatalf("reservation %v reused: %v", r, err)
-		}
-	}
+	checkLongReplay(t, te, products, resvs, before, "after the start")
 	te.cfg.SnapshotDir = nil
 	if err := te.Close(context.Background()); err != nil {
 		t.Fatal(err)
