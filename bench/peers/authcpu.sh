@@ -14,9 +14,7 @@ tmp=$(mktemp -d); srv=""
 trap '[ -n "$srv" ] && kill -TERM $srv 2>/dev/null; rm -rf "$tmp"' EXIT
 go build -o "$tmp/inventoryd" ./cmd/inventoryd || exit 2
 secret=$("$tmp/inventoryd" add-key --keys-file "$tmp/keys.json" --name bench-load --role writer 2>/dev/null) || exit 2
-tck=$(getconf CLK_TCK)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu() { awk '{print $14 + $15}' /proc/$1/stat; }
+. "$here/cpulib.sh"
 
 one() { # $1 = off | on; prints "req/s cpu_us_per_request"
   local flags="" auth=() tok=""
@@ -32,30 +30,9 @@ one() { # $1 = off | on; prints "req/s cpu_us_per_request"
   INVENTORY_TOKEN=$tok wrk -t2 -c64 -d${DUR}s -s "$here/wrk-reserve.lua" $base >"$tmp/wrk.txt" 2>&1
   local c1; c1=$(cpu $srv)
   kill -TERM $srv; wait $srv 2>/dev/null; srv=""
-  local rps created non
-  rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/wrk.txt")
-  read -r created non < <(awk '/^CREATED/ {print $2, $4}' "$tmp/wrk.txt")
-  awk -v r="$rps" -v a="$c0" -v b="$c1" -v t="$tck" -v n="$created" -v x="$non" -v m="$1" -v d="$(date -u +%H:%M:%S)" \
-    'BEGIN { printf "%s keys=%s %.0f req/s, %d created, %d other, server CPU %.1f us/request\n", d, m, r, n, x, (b-a)/t/n*1e6 > "/dev/stderr"; printf "%s %.3f\n", r, (b-a)/t/n*1e6 }'
+  report "keys=$1" $c0 $c1
 }
-export -f one cpu port
-export tmp here DUR secret tck
-offs=(); ons=(); offc=(); onc=()
-run() { flock /tmp/bench.lock bash -c "one $1"; }
-for i in $(seq 1 "$pairs"); do
-  if [ $((i % 2)) = 1 ]; then order="off on"; else order="on off"; fi
-  for m in $order; do
-    read -r r c < <(run $m)
-    if [ $m = off ]; then offs+=("$r"); offc+=("$c"); else ons+=("$r"); onc+=("$c"); fi
-  done
-done
-python3 - "${offs[*]}" "${ons[*]}" "${offc[*]}" "${onc[*]}" <<'PY'
-import statistics as st, sys
-f = lambda s: [float(x) for x in s.split()]
-off, on, offc, onc = map(f, sys.argv[1:5])
-print("req/s        without keys: median %.0f, with keys: median %.0f, ratio %.3f" % (st.median(off), st.median(on), st.median(on) / st.median(off)))
-print("CPU us/req   without keys: %s median %.2f" % (" ".join("%.2f" % x for x in offc), st.median(offc)))
-print("CPU us/req   with keys:    %s median %.2f" % (" ".join("%.2f" % x for x in onc), st.median(onc)))
-print("CPU per request, with/without: ratio of medians %.3f; per pair %s, median %.3f" % (
-    st.median(onc) / st.median(offc), " ".join("%.3f" % (b / a) for a, b in zip(offc, onc)), st.median([b / a for a, b in zip(offc, onc)])))
-PY
+export -f one
+export tmp here DUR secret
+alternate off on "$pairs"
+summary off on

@@ -17,9 +17,7 @@ trap '[ -n "$srv" ] && kill -TERM $srv 2>/dev/null; git worktree remove --force 
 git worktree add --detach "$tmp/rev" "$rev" >/dev/null 2>&1 || { echo "cannot check out $rev"; exit 2; }
 (cd "$tmp/rev" && go build -o "$tmp/inv-rev" ./cmd/inventoryd) || exit 2
 go build -o "$tmp/inv-this" ./cmd/inventoryd || exit 2
-tck=$(getconf CLK_TCK)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu() { awk '{print $14 + $15}' /proc/$1/stat; }
+. "$here/cpulib.sh"
 
 one() { # $1 = rev | this; prints "req/s cpu_us_per_request"
   trap '[ -n "$srv" ] && kill -TERM $srv 2>/dev/null' EXIT
@@ -47,31 +45,9 @@ PY
   fi
   local c1; c1=$(cpu $srv)
   kill -TERM $srv; wait $srv 2>/dev/null; srv=""
-  local rps created non
-  rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/wrk.txt")
-  read -r created non < <(awk '/^CREATED/ {print $2, $4}' "$tmp/wrk.txt")
-  awk -v r="$rps" -v a="$c0" -v b="$c1" -v t="$tck" -v n="$created" -v x="$non" -v m="$1" -v d="$(date -u +%H:%M:%S)" \
-    'BEGIN { printf "%s %s %.0f req/s, %d created, %d other, server CPU %.1f us/request\n", d, m, r, n, x, (b-a)/t/n*1e6 > "/dev/stderr"; printf "%s %.3f\n", r, (b-a)/t/n*1e6 }'
+  report $1 $c0 $c1
 }
-export -f one cpu port
-export tmp shared DUR tck mode lines
-revs=(); this=(); revc=(); thisc=()
-run() { flock /tmp/bench.lock bash -c "one $1"; }
-for i in $(seq 1 "$pairs"); do
-  if [ $((i % 2)) = 1 ]; then order="rev this"; else order="this rev"; fi
-  for m in $order; do
-    read -r r c < <(run $m)
-    if [ $m = rev ]; then revs+=("$r"); revc+=("$c"); else this+=("$r"); thisc+=("$c"); fi
-  done
-done
-python3 - "$rev" "${revs[*]}" "${this[*]}" "${revc[*]}" "${thisc[*]}" <<'PY'
-import statistics as st, sys
-rev = sys.argv[1]
-f = lambda s: [float(x) for x in s.split()]
-a, b, ac, bc = map(f, sys.argv[2:6])
-print("req/s        %s: median %.0f, this: median %.0f, ratio %.3f" % (rev, st.median(a), st.median(b), st.median(b) / st.median(a)))
-print("CPU us/req   %s: %s median %.2f" % (rev, " ".join("%.2f" % x for x in ac), st.median(ac)))
-print("CPU us/req   this: %s median %.2f" % (" ".join("%.2f" % x for x in bc), st.median(bc)))
-print("CPU per request, this/%s: per pair %s, median %.3f" % (
-    rev, " ".join("%.3f" % (y / x) for x, y in zip(ac, bc)), st.median([y / x for x, y in zip(ac, bc)])))
-PY
+export -f one
+export tmp shared DUR mode lines
+alternate rev this "$pairs"
+summary "$rev" this
