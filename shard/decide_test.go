@@ -456,12 +456,14 @@ func TestDecideApartMatchesFork(t *testing.T) {
 		case 1:
 			return remove(p, rng.Int64N(8)+1)
 		case 2, 3:
-			return reserve(p, r, rng.Int64N(4)+1)
+			op := reserve(p, r, rng.Int64N(4)+1)
+			op.TTLSeconds = int64(rng.IntN(30) + 1)
+			return op
 		case 4:
 			if hs := holds[p]; len(hs) > 0 {
 				r = hs[rng.IntN(len(hs))]
 			}
-			return commit(p, r, rng.Int64N(3)) // 0: the whole hold
+			return commit(p, r, rng.Int64N(5)) // 0: the whole hold
 		case 5:
 			if hs := holds[p]; len(hs) > 0 {
 				r = hs[rng.IntN(len(hs))]
@@ -499,10 +501,6 @@ func TestDecideApartMatchesFork(t *testing.T) {
 		ops := make([]Op, rng.IntN(4)+1)
 		for i := range ops {
 			ops[i] = pick(products[i])
-			ops[i].TTLSeconds = 0
-			if ops[i].Type == TypeReserve {
-				ops[i].TTLSeconds = int64(rng.IntN(30) + 1)
-			}
 		}
 		if !apart(ops) {
 			t.Fatalf("round %d: ops on different products not apart", round)

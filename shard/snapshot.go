@@ -732,17 +732,18 @@ func (a *actor) writeSnap(job *snapJob, finished chan struct{}) {
 	t := time.Now()
 	store, info, err := writeSnapshot(a.snap.dir, job.c, func() bool { return <-job.durable })
 	a.m.snapshots.seconds.Observe(time.Since(t).Seconds())
-	switch {
-	case store == nil:
+	if store == nil {
 		a.m.snapshots.failures.Inc()
 		a.cfg.Logger.Error("snapshot not written; the journal holds everything, the next snapshot retries", "shard", a.id, "err", err)
-	case err != nil:
-		a.m.snapshots.failures.Inc()
-		a.cfg.Logger.Error("snapshot written, but older snapshots not removed; the next snapshot retries", "shard", a.id, "path", info.Path, "err", err)
-	default:
+	} else {
+		// Written and durable, even if removing the older ones failed.
 		a.m.snapshots.written.Inc()
-		a.cfg.Logger.Info("snapshot written", "shard", a.id, "path", info.Path, "bytes", info.Bytes,
-			"entries", job.c.entries, "duration", time.Since(t).Round(time.Millisecond).String())
+		if err != nil {
+			a.cfg.Logger.Error("snapshot written, but older snapshots not removed; the next snapshot retries", "shard", a.id, "path", info.Path, "err", err)
+		} else {
+			a.cfg.Logger.Info("snapshot written", "shard", a.id, "path", info.Path, "bytes", info.Bytes,
+				"entries", job.c.entries, "duration", time.Since(t).Round(time.Millisecond).String())
+		}
 		a.archive()
 	}
 	a.snap.done.Store(&snapDone{store: store, c: job.c, err: err})
@@ -1035,7 +1036,6 @@ func (e *Engine) snapshotNow(i int, st *State, loc uint64) error {
 	}
 	if err != nil {
 		// The snapshot is durable: take it up, as the live path does.
-		e.m.snapshots.failures.Inc()
 		e.cfg.Logger.Error("snapshot written after the replay, but older snapshots not removed; the next snapshot retries", "shard", i, "path", info.Path, "err", err)
 	} else {
 		e.cfg.Logger.Info("snapshot written after the replay", "shard", i, "path", info.Path, "bytes", info.Bytes)

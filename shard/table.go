@@ -32,7 +32,7 @@ type table[V any] struct {
 
 // newTable returns an empty table of 2^partBits parts. A State's tables have
 // tableParts; a scratch fork's (State.fork) have one, since it holds the
-// few keys of one batch and is made for every atomic batch: 256 empty parts
+// few keys of one batch and is made for many atomic batches: 256 empty parts
 // are 14 KiB to clear and for the GC to scan.
 func newTable[V any](partBits int) table[V] {
 	return table[V]{parts: make([]tablePart[V], 1<<partBits), shift: uint8(64 - partBits)}
