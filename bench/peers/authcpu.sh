@@ -4,14 +4,15 @@
 # this directory's wrk-reserve.lua), with the server's user+system CPU read from /proc before
 # and after the wrk run. CPU per request does not count time spent waiting for the disk, so it
 # moves much less than throughput when other work shares the machine and the disk. Runs
-# alternate (off/on, then on/off), each under flock /tmp/bench.lock. Run from the project root:
+# alternate (off/on, then on/off), each under flock /tmp/bench.lock. From anywhere in the project:
 #   bench/peers/authcpu.sh [pairs]          # default 5; DUR=10 seconds per run
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.." || exit 2
 pairs=${1:-5}; DUR=${DUR:-10}
 command -v wrk >/dev/null || { echo "needs wrk"; exit 2; }
-tmp=$(mktemp -d); srv=""
-trap '[ -n "$srv" ] && kill -TERM $srv 2>/dev/null; rm -rf "$tmp"' EXIT
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/inventoryd" ./cmd/inventoryd || exit 2
 secret=$("$tmp/inventoryd" add-key --keys-file "$tmp/keys.json" --name bench-load --role writer 2>/dev/null) || exit 2
 . "$here/cpulib.sh"

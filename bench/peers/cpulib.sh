@@ -14,6 +14,11 @@ report() {
   local rps created non
   rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/wrk.txt")
   read -r created non < <(awk '/^CREATED/ {print $2, $4}' "$tmp/wrk.txt")
+  if [ -z "$rps" ] || [ "${created:-0}" -eq 0 ]; then
+    echo "$1: wrk got no answers:" >&2
+    tail -n 3 "$tmp/wrk.txt" "$tmp/server.log" >&2
+    return 1
+  fi
   awk -v r="$rps" -v a="$2" -v b="$3" -v t="$tck" -v n="$created" -v x="$non" -v m="$1" -v d="$(date -u +%H:%M:%S)" \
     'BEGIN { printf "%s %s %.0f req/s, %d created, %d other, server CPU %.1f us/request\n", d, m, r, n, x, (b-a)/t/n*1e6 > "/dev/stderr"; printf "%s %.3f\n", r, (b-a)/t/n*1e6 }'
 }
@@ -21,7 +26,8 @@ export -f port cpu report
 export tck
 
 # alternate A B PAIRS: runs one A and one B PAIRS times (A first, then B first, and so on),
-# collecting req/s and CPU per request in rps_A, rps_B, cpu_A, cpu_B.
+# collecting req/s and CPU per request in rps_A, rps_B, cpu_A, cpu_B. A failed run stops
+# the script, so that no pair is made of runs from different rounds.
 alternate() {
   rps_A=(); rps_B=(); cpu_A=(); cpu_B=()
   local i m r c order
@@ -29,6 +35,7 @@ alternate() {
     if [ $((i % 2)) = 1 ]; then order="$1 $2"; else order="$2 $1"; fi
     for m in $order; do
       read -r r c < <(flock /tmp/bench.lock bash -c "one $m")
+      [ -n "${c:-}" ] || { echo "run $m failed: stopping" >&2; exit 2; }
       if [ "$m" = "$1" ]; then rps_A+=("$r"); cpu_A+=("$c"); else rps_B+=("$r"); cpu_B+=("$c"); fi
     done
   done

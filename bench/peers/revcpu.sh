@@ -4,16 +4,17 @@
 # 2 threads, 64 connections) or its carts (atomic batches of N of 1,000 products, 32
 # connections), with the server's user+system CPU read from /proc before and after each wrk
 # run. Runs alternate (rev, this; then this, rev), each under flock /tmp/bench.lock, so the
-# machine's swings fall on both. Run from the project root:
+# machine's swings fall on both. From anywhere in the project:
 #   bench/peers/revcpu.sh REV [pairs] [hot | cart N]     # default 5 pairs, hot; DUR=8 seconds per run
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.." || exit 2
 rev=${1:?usage: revcpu.sh REV [pairs] [hot | cart N]}; pairs=${2:-5}; mode=${3:-hot}; lines=${4:-3}; DUR=${DUR:-8}
 shared=$here/../../../shared/peers
 command -v wrk >/dev/null || { echo "needs wrk"; exit 2; }
 [ -f "$shared/wrk-cart.lua" ] || { echo "needs ../shared/peers next to the project"; exit 2; }
-tmp=$(mktemp -d); srv=""
-trap '[ -n "$srv" ] && kill -TERM $srv 2>/dev/null; git worktree remove --force "$tmp/rev" 2>/dev/null; rm -rf "$tmp"' EXIT
+tmp=$(mktemp -d)
+trap 'git worktree remove --force "$tmp/rev" 2>/dev/null; rm -rf "$tmp"' EXIT
 git worktree add --detach "$tmp/rev" "$rev" >/dev/null 2>&1 || { echo "cannot check out $rev"; exit 2; }
 (cd "$tmp/rev" && go build -o "$tmp/inv-rev" ./cmd/inventoryd) || exit 2
 go build -o "$tmp/inv-this" ./cmd/inventoryd || exit 2
