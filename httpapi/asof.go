@@ -11,7 +11,7 @@ import (
 
 // stockQuery parses the query of GET /v1/products/{product_id}: nothing, or
 // as_of once, an RFC 3339 time (any offset, any number of fractional
-// digits up to nine). It returns the time in Unix nanoseconds, clamped to
+// digits; past the ninth they are dropped). It returns the time in Unix nanoseconds, clamped to
 // the range they can hold (before 1678 no entry exists; after 2262 every
 // entry does), and whether as_of was given.
 //
@@ -27,7 +27,7 @@ func stockQuery(raw string) (int64, bool, *shard.Error) {
 			return invalid("malformed query string")
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil || v == "" {
+		if err != nil || v == "" || !offsetInRange(v) {
 			return invalid("as_of must be an RFC 3339 time such as 2026-12-02T10:00:00Z, got " + strconv.Quote(v))
 		}
 		asOf, seen = unixNanoClamped(t), true
@@ -37,6 +37,17 @@ func stockQuery(raw string) (int64, bool, *shard.Error) {
 }
 
 var stockParams = []string{"as_of"}
+
+// offsetInRange reports whether the numeric offset ending v, if any, has
+// hours 00-23 and minutes 00-59, as RFC 3339 requires; time.Parse takes
+// "+24:00" and "+00:60".
+func offsetInRange(v string) bool {
+	if len(v) < 6 || (v[len(v)-6] != '+' && v[len(v)-6] != '-') {
+		return true // "Z", or not an offset: time.Parse judged it
+	}
+	off := v[len(v)-5:] // hh:mm
+	return off[:2] <= "23" && off[3:] <= "59"
+}
 
 // Bounds of the times Unix nanoseconds in an int64 can hold.
 var (

@@ -50,6 +50,8 @@ func TestStockAsOf(t *testing.T) {
 		{"another offset, unescaped plus", "2026-12-02T11:00:02.5+01:00", &want{4, 9, 0, t0.Add(2 * time.Second)}},
 		{"another offset, escaped plus", "2026-12-02T11:00:02.5%2B01:00", &want{4, 9, 0, t0.Add(2 * time.Second)}},
 		{"the last entry", "2026-12-02T10:00:03Z", &want{5, 14, 0, t0.Add(3 * time.Second)}},
+		{"the largest offsets", "2026-12-03T09:59:03+23:59", &want{5, 14, 0, t0.Add(3 * time.Second)}},
+		{"ten fractional digits, the tenth dropped", "2026-12-02T10:00:00.9999999999Z", &want{1, 10, 0, t0}},
 		{"far future", "9999-12-31T23:59:59Z", &want{5, 14, 0, t0.Add(3 * time.Second)}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -86,7 +88,8 @@ func TestStockAsOf(t *testing.T) {
 		"as_of=", "as_of", "as_of=yesterday", "as_of=2026-12-02", "as_of=2026-12-02T10:00:00",
 		"as_of=2026-12-02%2010:00:00Z", "as_of=2026-12-02t10:00:00z", "as_of=1733133600", "as_of=2026-13-02T10:00:00Z",
 		"as_of=2026-12-02T10:00:00Z&as_of=2026-12-02T10:00:00Z", "asof=2026-12-02T10:00:00Z",
-		"as_of=2026-12-02T10:00:00Z&after=1", "as_of=%zz",
+		"as_of=2026-12-02T10:00:00Z&after=1", "as_of=%zz", "as_of=2026-12-02T10:00:00%2B24:00",
+		"as_of=2026-12-02T10:00:00%2B00:60", "as_of=2026-12-02T10:00:00-23:60",
 	} {
 		t.Run("bad query "+q, func(t *testing.T) {
 			problem(t, ts.do(req{method: "GET", path: "/v1/products/sku-1?" + q}), http.StatusBadRequest, "invalid_request")
