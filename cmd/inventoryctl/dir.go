@@ -149,11 +149,11 @@ func parseTime(name, v string, unset int64) (int64, error) {
 	if v == "" {
 		return unset, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
+	t, ok := shard.ParseTime(v)
+	if !ok {
 		return 0, fmt.Errorf("--%s must be an RFC 3339 time such as 2026-12-02T10:00:00Z, got %q", name, v)
 	}
-	return t.UnixNano(), nil
+	return t, nil
 }
 
 // formatTime formats Unix nanoseconds as the API does.

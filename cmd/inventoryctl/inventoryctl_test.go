@@ -233,8 +233,10 @@ func TestStockAsOf(t *testing.T) {
 	if code, _, errOut := ctl("stock", "--data-dir", dir, "--product", b, "--as-of", at(1)); code != exitProblem || !strings.Contains(errOut, "no entries") {
 		t.Errorf("a product without entries by then: status %d, %q", code, errOut)
 	}
-	if code, _, _ := ctl("stock", "--data-dir", dir, "--as-of", "2026-12-02"); code != exitUsage {
-		t.Errorf("bad --as-of: status %d", code)
+	for _, bad := range []string{"2026-12-02", "2026-12-02T10:00:00+24:00"} {
+		if code, _, _ := ctl("stock", "--data-dir", dir, "--as-of", bad); code != exitUsage {
+			t.Errorf("bad --as-of %s: status %d", bad, code)
+		}
 	}
 }
 
