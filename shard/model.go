@@ -371,10 +371,7 @@ func (op *Op) fingerprint() uint64 {
 	}
 	str := func(s string) {
 		num(int64(len(s)))
-		for i := 0; i < len(s); i++ {
-			h ^= uint64(s[i])
-			h *= fnvPrime
-		}
+		h = fnv1a(h, s)
 	}
 	str(op.ProductID)
 	num(int64(op.Type))

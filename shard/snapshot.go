@@ -675,9 +675,8 @@ type snapJob struct {
 
 // snapDone is what a finished snapshot hands back to the actor.
 type snapDone struct {
-	store *settledStore
+	store *settledStore // nil: not written
 	c     *snapCapture
-	err   error
 }
 
 // snapper is the actor's snapshot state. Its fields are the actor
@@ -746,7 +745,7 @@ func (a *actor) writeSnap(job *snapJob, finished chan struct{}) {
 		}
 		a.archive()
 	}
-	a.snap.done.Store(&snapDone{store: store, c: job.c, err: err})
+	a.snap.done.Store(&snapDone{store: store, c: job.c})
 }
 
 // adoptSnapshot takes up a finished snapshot: its run of settled
