@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -137,5 +138,64 @@ func TestClientSkipsConnectionsClosedWhileIdle(t *testing.T) {
 	}
 	if n := dials.Load(); n != 3 {
 		t.Errorf("3 requests, each after the server closed the idle connection: %d connections, want 3", n)
+	}
+}
+
+// TestReadResponse reads answers of each framing from one stream, so that
+// a misread length shows up as the next answer failing to parse.
+func TestReadResponse(t *testing.T) {
+	type want struct {
+		status int
+		body   string
+		keep   bool
+	}
+	ok := []struct {
+		method, raw string
+		want        want
+	}{
+		{"GET", "HTTP/1.1 201 Created\r\nContent-Length: 3\r\nContent-Type: application/json\r\n\r\n{}\n", want{201, "{}\n", true}},
+		{"GET", "HTTP/1.1 200 OK\r\ncontent-length:  2 \r\ncontent-length: 2\r\n\r\nok", want{200, "ok", true}},
+		{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nTrailer: t\r\n\r\n", want{200, "abcde", true}},
+		{"GET", "HTTP/1.1 409 Conflict\r\nConnection: keep-alive, Close\r\nContent-Length: 1\r\n\r\nx", want{409, "x", false}},
+		{"GET", "HTTP/1.1 204 No Content\r\n\r\n", want{204, "", true}},
+		{"HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", want{200, "", true}},
+		{"GET", "HTTP/1.0 200 OK\nContent-Length: 2\n\nhi", want{200, "hi", false}},
+		{"GET", "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n", want{503, "", true}},
+		{"GET", "HTTP/1.1 200\r\n\r\nto the end", want{200, "to the end", false}},
+	}
+	var stream strings.Builder
+	for _, c := range ok {
+		stream.WriteString(c.raw)
+	}
+	br := bufio.NewReader(strings.NewReader(stream.String()))
+	for i, c := range ok {
+		status, body, keep, err := readResponse(br, c.method)
+		if got := (want{status, string(body), keep}); err != nil || got != c.want {
+			t.Errorf("answer %d (%.30q): %+v, %v; want %+v", i, c.raw, got, err, c.want)
+		}
+	}
+
+	bad := []string{
+		"",
+		"HTTP/1.1 20 OK\r\n\r\n",
+		"HTTP/1.1 2x0 OK\r\n\r\n",
+		"HTTP/1.1 099 Low\r\n\r\n",
+		"HTTP/1.1 2000 OK\r\n\r\n",
+		"HTTP/2.0 200 OK\r\n\r\n",
+		"SMTP/1.1 200 OK\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+		"HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
+		"HTTP/1.1 200 OK\r\nX-Long: " + strings.Repeat("a", 5000) + "\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n",
+	}
+	for _, raw := range bad {
+		if status, body, _, err := readResponse(bufio.NewReader(strings.NewReader(raw)), "GET"); err == nil {
+			t.Errorf("%.40q: status %d, body %q, want an error", raw, status, body)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -183,4 +184,39 @@ func BenchmarkDecodeBatch(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSpecialFindsTheFirstMatch compares special's word-at-a-time search
+// with a byte loop on random strings, from every offset: the word test
+// must never skip a quote, backslash or control character, nor stop early.
+func TestSpecialFindsTheFirstMatch(t *testing.T) {
+	alphabet := []byte{'a', 'z', ' ', '!', '"', '#', '\\', ']', 0x00, 0x1f, 0x20, 0x7f, 0x80, 0xc3, 0xff}
+	want := func(b []byte, i int) int {
+		for ; i < len(b); i++ {
+			if c := b[i]; c == '"' || c == '\\' || c < 0x20 {
+				return i
+			}
+		}
+		return i
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		b := make([]byte, r.IntN(40))
+		for j := range b {
+			// Mostly plain bytes, so that matches sit deep inside words.
+			if r.IntN(8) == 0 {
+				b[j] = alphabet[r.IntN(len(alphabet))]
+			} else {
+				b[j] = byte(0x21 + r.IntN(0xff-0x21))
+				if b[j] == '"' || b[j] == '\\' {
+					b[j] = 'x'
+				}
+			}
+		}
+		for i := 0; i <= len(b); i++ {
+			if got, w := special(b, i), want(b, i); got != w {
+				t.Fatalf("special(%q, %d) = %d, want %d", b, i, got, w)
+			}
+		}
+	}
 }
