@@ -459,6 +459,18 @@ func (c *client) waitReady(ctx context.Context, wait time.Duration) error {
 // body. http.ReadResponse, which builds a header map of every field, was
 // 18% of the harness's CPU in a checkout run.
 func readResponse(br *bufio.Reader, method string) (status int, body []byte, keep bool, err error) {
+	for {
+		status, body, keep, err = readOne(br, method)
+		// An interim 1xx answer comes before the real one (101 switches
+		// protocols, which the harness never asks for).
+		if err != nil || status >= 200 || status == 101 {
+			return status, body, keep && status != 101, err
+		}
+	}
+}
+
+// readOne reads one answer, or one interim 1xx answer, for readResponse.
+func readOne(br *bufio.Reader, method string) (status int, body []byte, keep bool, err error) {
 	line, err := readLine(br)
 	if err != nil {
 		return 0, nil, false, err

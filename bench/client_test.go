@@ -158,6 +158,7 @@ func TestReadResponse(t *testing.T) {
 		{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nTrailer: t\r\n\r\n", want{200, "abcde", true}},
 		{"GET", "HTTP/1.1 409 Conflict\r\nConnection: keep-alive, Close\r\nContent-Length: 1\r\n\r\nx", want{409, "x", false}},
 		{"GET", "HTTP/1.1 204 No Content\r\n\r\n", want{204, "", true}},
+		{"GET", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\ny", want{200, "y", true}},
 		{"HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", want{200, "", true}},
 		{"GET", "HTTP/1.0 200 OK\nContent-Length: 2\n\nhi", want{200, "hi", false}},
 		{"GET", "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n", want{503, "", true}},
