@@ -89,18 +89,20 @@ func (s *scanner) rawString() ([]byte, bool) {
 		if i >= len(s.b) {
 			break
 		}
-		switch s.b[i] {
-		case '"':
+		switch c := s.b[i]; {
+		case c == '"':
 			s.i = i + 1
 			return s.b[start:i], esc
-		case '\\':
+		case c == '\\' && (i+1 == len(s.b) || s.b[i+1] >= 0x20):
+			// The escaped byte may be a quote, never a control character.
 			esc = true
-			i += 2 // the escaped byte may be a quote
-		default: // a control character
-			s.i = i
-			s.fail()
-			return nil, false
+			i += 2
+			continue
 		}
+		// A control character, bare or escaped.
+		s.i = i
+		s.fail()
+		return nil, false
 	}
 	s.fail()
 	return nil, false

@@ -111,7 +111,10 @@ func TestAcksReadEveryType(t *testing.T) {
 }
 
 func TestScannerRejectsWhatEncodingJSONRejects(t *testing.T) {
-	for _, in := range []string{`{"transactions":[`, `{"stock":{"version":"7"}}`, `{"a":1}x`, `{"a" 1}`, `[`, ``} {
+	for _, in := range []string{`{"transactions":[`, `{"stock":{"version":"7"}}`, `{"a":1}x`, `{"a" 1}`, `[`, ``,
+		// Control characters in a skipped string, bare or escaped.
+		"{\"note\":\"a\x01\"}", "{\"note\":\"\\\x01\"}", "{\"note\":\"\\\n\"}", `{"note":"\`,
+		`{"transactions":[{"id":"e1","version":1,"note":"\` + "\x01" + `"}]}`} {
 		var w writeResponse
 		errFast := decodeWrite([]byte(in), &w)
 		errStd := json.Unmarshal([]byte(in), &writeResponse{})
