@@ -61,10 +61,11 @@ type writeResponse struct {
 	Stock        Stock   `json:"stock"`
 }
 
+// batchResult is one op's result in a batch's answer; its "stock" is not
+// decoded (nothing reads it).
 type batchResult struct {
 	Status       int      `json:"status"`
 	Transactions []Entry  `json:"transactions"`
-	Stock        Stock    `json:"stock"`
 	Error        *Problem `json:"error"`
 }
 
@@ -290,7 +291,7 @@ func (c *client) exchange(ctx context.Context, cn *conn, deadline time.Time, met
 		}
 	}()
 	fail := func(err error) (reply, bool) {
-		return reply{status: r.status, err: outcomeErr(ctx, err), at: time.Now()}, false
+		return reply{err: outcomeErr(ctx, err), at: time.Now()}, false
 	}
 
 	b := append(cn.wb[:0], method...)
@@ -511,22 +512,22 @@ func readOne(br *bufio.Reader, method string) (status int, body []byte, keep boo
 		}
 		name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
 		switch {
-		case asciiFold(name, "content-length"):
+		case bytes.EqualFold(name, []byte("content-length")):
 			n, perr := strconv.ParseUint(string(value), 10, 64)
 			if perr != nil || n > bodyBytesMax || (length >= 0 && int64(n) != length) {
 				return 0, nil, false, fmt.Errorf("bad Content-Length %q", value)
 			}
 			length = int64(n)
-		case asciiFold(name, "transfer-encoding"):
-			if !asciiFold(value, "chunked") {
+		case bytes.EqualFold(name, []byte("transfer-encoding")):
+			if !bytes.EqualFold(value, []byte("chunked")) {
 				return 0, nil, false, fmt.Errorf("unsupported Transfer-Encoding %q", value)
 			}
 			chunked = true
-		case asciiFold(name, "connection"):
+		case bytes.EqualFold(name, []byte("connection")):
 			// An HTTP/1.0 answer's "keep-alive" is not honoured: that
 			// connection is closed after it.
 			for _, opt := range bytes.Split(value, []byte(",")) {
-				if asciiFold(bytes.TrimSpace(opt), "close") {
+				if bytes.EqualFold(bytes.TrimSpace(opt), []byte("close")) {
 					keep = false
 				}
 			}
@@ -574,21 +575,4 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 		line = line[:n-1]
 	}
 	return line, nil
-}
-
-// asciiFold reports whether b equals the lower-case lower, ignoring ASCII
-// case.
-func asciiFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }

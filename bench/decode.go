@@ -466,8 +466,6 @@ func decodeBatch(b []byte, br *batchResponse) error {
 					r.Status = int(s.int())
 				case "transactions":
 					r.Transactions = s.acks()
-				case "stock":
-					r.Stock = s.stock()
 				case "error":
 					r.Error = s.problem()
 				default:

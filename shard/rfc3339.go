@@ -13,7 +13,7 @@ import (
 // 2262 every entry does.
 func ParseTime(v string) (int64, bool) {
 	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil || v == "" || !offsetInRange(v) {
+	if err != nil || !offsetInRange(v) {
 		return 0, false
 	}
 	switch {

@@ -380,19 +380,25 @@ func moveSegment(path, dir string) (int64, error) {
 	// logs given one archive directory must not overwrite each other. A
 	// file found there is taken only if it is a copy of this segment; the
 	// move then goes on as if the link had made it.
-	linkErr := os.Link(tmp, final)
-	if linkErr != nil && !errors.Is(linkErr, fs.ErrExist) {
-		// A file system without hard links: check, then rename.
-		if _, err := os.Lstat(final); errors.Is(err, fs.ErrNotExist) {
-			linkErr = os.Rename(tmp, final)
-			if linkErr != nil {
-				return 0, linkErr
-			}
-		} else if err != nil {
+	found := false // a file was at final already
+	switch err := os.Link(tmp, final); {
+	case err == nil:
+	case errors.Is(err, fs.ErrExist):
+		found = true
+	default: // a file system without hard links: check, then rename
+		_, err := os.Lstat(final)
+		switch {
+		case err == nil:
+			found = true
+		case !errors.Is(err, fs.ErrNotExist):
 			return 0, err
+		default:
+			if err := os.Rename(tmp, final); err != nil {
+				return 0, err
+			}
 		}
 	}
-	if linkErr != nil {
+	if found {
 		if err := existing(final, path); err != nil {
 			return 0, err
 		}

@@ -18,20 +18,12 @@ secret=$("$tmp/inventoryd" add-key --keys-file "$tmp/keys.json" --name bench-loa
 . "$here/cpulib.sh"
 
 one() { # $1 = off | on; prints "req/s cpu_us_per_request"
-  local flags="" auth=() tok=""
-  if [ "$1" = on ]; then flags="--keys-file $tmp/keys.json"; auth=(-H "Authorization: Bearer $secret"); tok=$secret; fi
-  trap '[ -n "$srv" ] && kill -TERM $srv 2>/dev/null' EXIT
-  local P; P=$(port); local base=http://127.0.0.1:$P
-  rm -rf "$tmp/data"
-  "$tmp/inventoryd" --addr 127.0.0.1:$P --data-dir "$tmp/data" $flags >"$tmp/server.log" 2>&1 & srv=$!
-  for _ in $(seq 1 200); do curl -fs $base/readyz >/dev/null 2>&1 && break; sleep 0.05; done
+  local flags=() auth=() tok=""
+  if [ "$1" = on ]; then flags=(--keys-file "$tmp/keys.json"); auth=(-H "Authorization: Bearer $secret"); tok=$secret; fi
+  serve "$tmp/inventoryd" "${flags[@]}"
   curl -fs -X POST $base/v1/products/hot/transactions -H 'Content-Type: application/json' "${auth[@]}" \
     -H 'Idempotency-Key: stock-1' -d '{"type":"ADD","quantity":1000000000}' >/dev/null || { echo "seed failed" >&2; exit 2; }
-  local c0; c0=$(cpu $srv)
-  INVENTORY_TOKEN=$tok wrk -t2 -c64 -d${DUR}s -s "$here/wrk-reserve.lua" $base >"$tmp/wrk.txt" 2>&1
-  local c1; c1=$(cpu $srv)
-  kill -TERM $srv; wait $srv 2>/dev/null; srv=""
-  report "keys=$1" $c0 $c1
+  measure "keys=$1" env INVENTORY_TOKEN="$tok" wrk -t2 -c64 -d${DUR}s -s "$here/wrk-reserve.lua" $base
 }
 export -f one
 export tmp here DUR secret

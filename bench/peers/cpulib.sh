@@ -2,9 +2,9 @@
 # under the same wrk load, alternating, each run under flock /tmp/bench.lock, with the
 # server's user+system CPU read from /proc before and after the wrk run. The sourcing script
 # sets $tmp (a scratch directory) and defines one(): one run of the configuration named by
-# $1, which starts the server, reads cpu before and after wrk writes $tmp/wrk.txt, stops the
-# server and calls report with the two readings. It exports one() with whatever one() uses,
-# then calls alternate A B pairs and summary A B.
+# $1, which calls serve to start the server, seeds it, and calls measure with the wrk
+# command. It exports one() with whatever one() uses, then calls alternate A B pairs and
+# summary A B.
 tck=$(getconf CLK_TCK)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu() { awk '{print $14 + $15}' /proc/$1/stat; }
@@ -22,7 +22,28 @@ report() {
   awk -v r="$rps" -v a="$2" -v b="$3" -v t="$tck" -v n="$created" -v x="$non" -v m="$1" -v d="$(date -u +%H:%M:%S)" \
     'BEGIN { printf "%s %s %.0f req/s, %d created, %d other, server CPU %.1f us/request\n", d, m, r, n, x, (b-a)/t/n*1e6 > "/dev/stderr"; printf "%s %.3f\n", r, (b-a)/t/n*1e6 }'
 }
-export -f port cpu report
+# serve BIN [FLAGS...]: starts BIN on a free loopback port with a fresh data directory in
+# $tmp and waits until it is ready; sets srv (its pid) and base (its URL), and a trap that
+# stops it should the run end early.
+serve() {
+  local P; P=$(port); base=http://127.0.0.1:$P
+  rm -rf "$tmp/data"
+  "$1" --addr 127.0.0.1:$P --data-dir "$tmp/data" "${@:2}" >"$tmp/server.log" 2>&1 & srv=$!
+  trap '[ -n "$srv" ] && kill -TERM $srv 2>/dev/null' EXIT
+  for _ in $(seq 1 200); do curl -fs $base/readyz >/dev/null 2>&1 && break; sleep 0.05; done
+}
+
+# measure NAME CMD...: runs CMD (the load, writing $tmp/wrk.txt) between two readings of the
+# server's CPU, stops the server and reports the run as NAME.
+measure() {
+  local name=$1 c0 c1; shift
+  c0=$(cpu $srv)
+  "$@" >"$tmp/wrk.txt" 2>&1
+  c1=$(cpu $srv)
+  kill -TERM $srv; wait $srv 2>/dev/null; srv=""
+  report "$name" $c0 $c1
+}
+export -f port cpu report serve measure
 export tck
 
 # alternate A B PAIRS: runs one A and one B PAIRS times (A first, then B first, and so on),

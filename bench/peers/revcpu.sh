@@ -21,14 +21,11 @@ go build -o "$tmp/inv-this" ./cmd/inventoryd || exit 2
 . "$here/cpulib.sh"
 
 one() { # $1 = rev | this; prints "req/s cpu_us_per_request"
-  trap '[ -n "$srv" ] && kill -TERM $srv 2>/dev/null' EXIT
-  local P; P=$(port); local base=http://127.0.0.1:$P
-  rm -rf "$tmp/data"
-  "$tmp/inv-$1" --addr 127.0.0.1:$P --data-dir "$tmp/data" >"$tmp/server.log" 2>&1 & srv=$!
-  for _ in $(seq 1 200); do curl -fs $base/readyz >/dev/null 2>&1 && break; sleep 0.05; done
+  serve "$tmp/inv-$1"
   if [ "$mode" = hot ]; then
     curl -fs -X POST $base/v1/products/hot/transactions -H 'Content-Type: application/json' \
       -H 'Idempotency-Key: stock-1' -d '{"type":"ADD","quantity":1000000000}' >/dev/null || { echo "seed failed" >&2; exit 2; }
+    measure $1 wrk -t2 -c64 -d${DUR}s -s "$shared/wrk-reserve.lua" $base
   else
     python3 - $base <<'PY' || { echo "seed failed" >&2; exit 2; }
 import json, sys, urllib.request
@@ -37,16 +34,8 @@ r = urllib.request.Request(sys.argv[1] + "/v1/batch", data=json.dumps({"atomic":
                            headers={"Content-Type": "application/json"}, method="POST")
 assert urllib.request.urlopen(r, timeout=60).status == 200
 PY
+    measure $1 env CART_LINES=$lines CART_CATALOG=1000 wrk -t2 -c32 -d${DUR}s -s "$shared/wrk-cart.lua" $base
   fi
-  local c0; c0=$(cpu $srv)
-  if [ "$mode" = hot ]; then
-    wrk -t2 -c64 -d${DUR}s -s "$shared/wrk-reserve.lua" $base >"$tmp/wrk.txt" 2>&1
-  else
-    CART_LINES=$lines CART_CATALOG=1000 wrk -t2 -c32 -d${DUR}s -s "$shared/wrk-cart.lua" $base >"$tmp/wrk.txt" 2>&1
-  fi
-  local c1; c1=$(cpu $srv)
-  kill -TERM $srv; wait $srv 2>/dev/null; srv=""
-  report $1 $c0 $c1
 }
 export -f one
 export tmp shared DUR mode lines
